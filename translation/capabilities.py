@@ -19,6 +19,9 @@ SYSTEM_MESSAGE_POLICIES = ("hoist", "keep", "reject")
 class Capabilities:
     # How a trailing assistant message (prefill) reaches the backend; see protocol.md §6.
     prefill: str = "native"
+    # Message flag that marks the trailing assistant message as a prefix when prefill is
+    # "prefix_flag" (DeepSeek: "prefix", Kimi: "partial").
+    prefix_flag_name: str = "prefix"
     # Message fields the backend puts its reasoning text in, read in this order.
     reasoning_fields_in: tuple[str, ...] = ("reasoning_content", "reasoning")
     # Field that carries history ``thinking`` back on assistant messages ("" = never send it).
@@ -45,6 +48,8 @@ class Capabilities:
 FIELD_HELP: dict[str, str] = {
     "prefill": "How a trailing assistant message (prefill) is sent: native (as is), "
     "continue_final_message (vLLM/SGLang flags), prefix_flag, rewrite, or reject.",
+    "prefix_flag_name": "Flag set to true on the trailing assistant message when prefill is "
+    "prefix_flag (DeepSeek: prefix, Kimi: partial).",
     "reasoning_fields_in": "Response fields read as reasoning, in order (vLLM moved from "
     "reasoning_content to reasoning).",
     "reasoning_field_out": "Assistant-message field that carries replayed thinking; empty to never send it.",
@@ -55,7 +60,7 @@ FIELD_HELP: dict[str, str] = {
     "system_messages": "role:system messages inside messages: hoist into the system prompt, keep, or reject.",
 }
 
-_CHOICES: dict[str, tuple[str, ...]] = {
+CAPABILITY_CHOICES: dict[str, tuple[str, ...]] = {
     "prefill": PREFILL_STRATEGIES,
     "system_messages": SYSTEM_MESSAGE_POLICIES,
     "max_tokens_field": ("max_tokens", "max_completion_tokens"),
@@ -85,7 +90,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # tool-call turns in thinking mode.
     "deepseek": {"prefill": "prefix_flag", "top_k": False},
     # Kimi / Moonshot: {"partial": true} prefill; reasoning_content.
-    "kimi": {"prefill": "prefix_flag", "top_k": False},
+    "kimi": {"prefill": "prefix_flag", "prefix_flag_name": "partial", "top_k": False},
     # OpenRouter: "reasoning" string both ways; no portable prefill.
     "openrouter": {"prefill": "native", "reasoning_field_out": "reasoning"},
     # Native Anthropic up to Claude 4.5: prefill is native; keep Claude Code's system blocks.
@@ -115,7 +120,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if isinstance(default, str):
         if not isinstance(value, str):
             raise CapabilityError(f"capability {name!r} must be a string, not {value!r}")
-        choices = _CHOICES.get(name)
+        choices = CAPABILITY_CHOICES.get(name)
         if choices and value not in choices:
             raise CapabilityError(f"capability {name!r} must be one of {', '.join(choices)}; got {value!r}")
         return value

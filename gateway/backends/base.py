@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from gateway.snapshot import RouteInfo
+from translation.errors import ApiError
+from translation.notes import RewriteNote
+from translation.schemas import MessagesRequest
+
+Event = dict[str, Any]
+
+
+class StreamTranslator(Protocol):
+    def start(self) -> list[Event]: ...
+    def feed(self, chunk: dict[str, Any]) -> list[Event]: ...
+    def finish(self) -> list[Event]: ...
+    def fail(self, error: ApiError) -> list[Event]: ...
+
+
+@dataclass
+class UpstreamCall:
+    url: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    notes: list[RewriteNote] = field(default_factory=list)
+
+
+class BackendAdapter:
+    """What differs between backend kinds: the request, the response and the stream shape."""
+
+    kind: ClassVar[str]
+
+    def call_build(self, *, req: MessagesRequest, route: RouteInfo) -> UpstreamCall:
+        raise NotImplementedError
+
+    def response_translate(self, *, body: dict[str, Any], req: MessagesRequest, route: RouteInfo,
+                           message_id: str) -> tuple[dict[str, Any], list[RewriteNote]]:
+        raise NotImplementedError
+
+    def stream_translator(self, *, req: MessagesRequest, route: RouteInfo, message_id: str,
+                          input_tokens: int) -> StreamTranslator:
+        raise NotImplementedError
+
+    @staticmethod
+    def auth_headers(route: RouteInfo) -> dict[str, str]:
+        key = route.backend.api_key
+        return {"authorization": f"Bearer {key}"} if key else {}

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.backends.base import BackendAdapter, StreamTranslator, UpstreamCall
+from gateway.snapshot import RouteInfo
+from translation.notes import RewriteNote
+from translation.openai_chat import ChatStreamTranslator, build_request, translate_response
+from translation.schemas import MessagesRequest
+
+
+class OpenAIChatAdapter(BackendAdapter):
+    kind = "openai_chat"
+
+    def call_build(self, *, req: MessagesRequest, route: RouteInfo) -> UpstreamCall:
+        body, notes = build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model)
+        headers = {"content-type": "application/json", **self.auth_headers(route)}
+        if req.stream:
+            headers["accept"] = "text/event-stream"
+        return UpstreamCall(url=f"{route.backend.base_url}/chat/completions", body=body, headers=headers,
+                            notes=notes)
+
+    def response_translate(self, *, body: dict[str, Any], req: MessagesRequest, route: RouteInfo,
+                           message_id: str) -> tuple[dict[str, Any], list[RewriteNote]]:
+        return translate_response(body, route.capabilities, request=req, message_id=message_id)
+
+    def stream_translator(self, *, req: MessagesRequest, route: RouteInfo, message_id: str,
+                          input_tokens: int) -> StreamTranslator:
+        return ChatStreamTranslator(route.capabilities, request=req, message_id=message_id,
+                                    input_tokens_estimate=input_tokens)

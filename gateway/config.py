@@ -1,0 +1,211 @@
+"""The declarative config file (``dragoman.yaml``): parse, validate, expand ``${ENV}``, apply.
+
+Applying is all-or-nothing (one transaction) and idempotent: it upserts by name and reports
+what changed. Nothing is deleted: rows not in the file are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.db import transaction
+
+from gateway.models import ApiKey, Backend, BackendKind, Route
+from gateway.services import apikey_set_secret
+from gateway.snapshot import key_hash
+from translation.capabilities import PRESETS, CapabilityError, capabilities_build
+
+
+class ConfigError(Exception):
+    pass
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def env_expand(value: Any, where: str, problems: list[str]) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{where}: environment variable {name} is not set")
+            return ""
+        return _ENV.sub(sub, value)
+    if isinstance(value, list):
+        return [env_expand(v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: env_expand(v, f"{where}.{k}", problems) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class ConfigSpec:
+    backends: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[dict[str, Any]] = field(default_factory=list)
+
+
+_BACKEND_FIELDS = {"name", "kind", "base_url", "api_key", "preset", "capabilities", "connect_timeout",
+                   "read_timeout", "enabled"}
+_ROUTE_FIELDS = {"model", "backend", "upstream_model", "order", "capabilities", "enabled"}
+_KEY_FIELDS = {"name", "key", "enabled", "allowed_models"}
+
+
+def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with backends, routes and keys")
+    problems: list[str] = []
+    unknown = set(data) - {"backends", "routes", "keys"}
+    if unknown:
+        problems.append(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+    data = env_expand(data, "", problems)
+    spec = ConfigSpec()
+    sections: list[tuple[str, set[str], list[dict[str, Any]]]] = [
+        ("backends", _BACKEND_FIELDS, spec.backends), ("routes", _ROUTE_FIELDS, spec.routes),
+        ("keys", _KEY_FIELDS, spec.keys),
+    ]
+    for section, allowed, out in sections:
+        items = data.get(section) or []
+        if not isinstance(items, list):
+            problems.append(f"{section}: must be a list")
+            continue
+        for i, item in enumerate(items):
+            where = f"{section}[{i}]"
+            if not isinstance(item, dict):
+                problems.append(f"{where}: must be a mapping")
+                continue
+            extra = set(item) - allowed
+            if extra:
+                problems.append(f"{where}: unknown fields {', '.join(sorted(extra))}")
+            out.append(item)
+    backend_names = {b.get("name") for b in spec.backends}
+    for i, b in enumerate(spec.backends):
+        where = f"backends[{i}]"
+        if not b.get("name") or not re.fullmatch(r"[-a-zA-Z0-9_]+", str(b.get("name"))):
+            problems.append(f"{where}: name is required (letters, digits, - and _)")
+        if not b.get("base_url") or not str(b["base_url"]).startswith(("http://", "https://")):
+            problems.append(f"{where}: base_url must be an http(s) URL")
+        kind = b.get("kind", BackendKind.OPENAI_CHAT)
+        if kind not in BackendKind.values:
+            problems.append(f"{where}: kind must be one of {', '.join(BackendKind.values)}")
+        preset = b.get("preset", "generic")
+        if preset not in PRESETS:
+            problems.append(f"{where}: preset must be one of {', '.join(PRESETS)}")
+        else:
+            try:
+                capabilities_build(preset=preset, overrides=b.get("capabilities") or {})
+            except CapabilityError as exc:
+                problems.append(f"{where}: {exc}")
+        for t in ("connect_timeout", "read_timeout"):
+            if t in b and not (isinstance(b[t], int | float) and b[t] > 0):
+                problems.append(f"{where}: {t} must be a positive number")
+    known_backends = backend_names | set(Backend.objects.values_list("name", flat=True))
+    for i, r in enumerate(spec.routes):
+        where = f"routes[{i}]"
+        if not r.get("model"):
+            problems.append(f"{where}: model is required")
+        if r.get("backend") not in known_backends:
+            problems.append(f"{where}: backend {r.get('backend')!r} is not defined")
+        if "order" in r and not isinstance(r["order"], int):
+            problems.append(f"{where}: order must be an integer")
+        if r.get("capabilities"):
+            try:
+                capabilities_build(overrides=r["capabilities"])
+            except CapabilityError as exc:
+                problems.append(f"{where}: {exc}")
+    for i, k in enumerate(spec.keys):
+        where = f"keys[{i}]"
+        if not k.get("name"):
+            problems.append(f"{where}: name is required")
+        if not k.get("key") or len(str(k["key"])) < 16:
+            problems.append(f"{where}: key is required and must be at least 16 characters")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    return spec
+
+
+def config_load(path: str | Path) -> ConfigSpec:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return config_parse(text, source=str(path))
+
+
+def _assign(obj: Any, values: dict[str, Any]) -> list[str]:
+    changed = []
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed.append(name)
+    return changed
+
+
+@transaction.atomic
+def config_apply(spec: ConfigSpec) -> list[str]:
+    """Upsert everything in ``spec``; returns one line per created or changed row."""
+    report: list[str] = []
+    backends: dict[str, Backend] = {}
+    for b in spec.backends:
+        backend = Backend.objects.filter(name=b["name"]).first()
+        created = backend is None
+        backend = backend or Backend(name=b["name"])
+        caps = b.get("capabilities") or {}
+        values: dict[str, Any] = {
+            "kind": b.get("kind", BackendKind.OPENAI_CHAT), "base_url": b["base_url"],
+            "api_key": str(b.get("api_key") or ""), "preset": b.get("preset", "generic"),
+            "connect_timeout": float(b.get("connect_timeout", 10.0)),
+            "read_timeout": float(b.get("read_timeout", 600.0)), "enabled": bool(b.get("enabled", True)),
+        }
+        for name, value in capabilities_build(overrides=caps).as_dict().items():
+            values[f"cap_{name}"] = (
+                (",".join(value) if isinstance(value, tuple) else value) if name in caps else None
+            )
+        changed = _assign(backend, values)
+        if created or changed:
+            backend.save()
+            shown = [c for c in changed if c != "api_key"] + (["api_key"] if "api_key" in changed else [])
+            report.append(f"backend {backend.name}: {'created' if created else 'updated ' + ', '.join(shown)}")
+        backends[backend.name] = backend
+    for r in spec.routes:
+        backend = backends.get(r["backend"]) or Backend.objects.get(name=r["backend"])
+        route = Route.objects.filter(model=r["model"], backend=backend).first()
+        created = route is None
+        route = route or Route(model=r["model"], backend=backend)
+        changed = _assign(route, {
+            "upstream_model": r.get("upstream_model") or "", "order": r.get("order", 100),
+            "capability_overrides": r.get("capabilities") or {}, "enabled": bool(r.get("enabled", True)),
+        })
+        if created or changed:
+            route.save()
+            report.append(f"route {route.model} → {backend.name}: "
+                          f"{'created' if created else 'updated ' + ', '.join(changed)}")
+    for k in spec.keys:
+        key = ApiKey.objects.filter(name=k["name"]).first()
+        created = key is None
+        key = key or ApiKey(name=k["name"])
+        allowed = k.get("allowed_models") or ""
+        if isinstance(allowed, list):
+            allowed = "\n".join(allowed)
+        changed = _assign(key, {"enabled": bool(k.get("enabled", True)), "allowed_models": allowed})
+        if key.key_hash != key_hash(str(k["key"])):
+            apikey_set_secret(key=key, secret=str(k["key"]))
+            changed.append("key")
+        if created or changed:
+            key.save()
+            report.append(f"key {key.name}: {'created' if created else 'updated ' + ', '.join(changed)}")
+    return report

@@ -1,0 +1,149 @@
+"""Gateway configuration: backends, routes and client keys.
+
+Requests never read these tables directly: ``gateway.snapshot`` serves them from memory and
+reloads when they change (``ConfigStamp`` tells other instances that they did).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from urllib.parse import urlsplit
+from dataclasses import fields
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from translation.capabilities import CAPABILITY_CHOICES, FIELD_HELP, PRESETS, Capabilities, capabilities_build
+
+
+class BackendKind(models.TextChoices):
+    OPENAI_CHAT = "openai_chat", "OpenAI Chat Completions (vLLM, SGLang, llama.cpp, Ollama, OpenAI, ...)"
+    OPENAI_RESPONSES = "openai_responses", "OpenAI Responses API"
+    ANTHROPIC = "anthropic", "Anthropic Messages (native)"
+
+
+# Kinds whose translators exist; the others can be configured but answer a clear error.
+SUPPORTED_KINDS = {BackendKind.OPENAI_CHAT}
+
+
+def base_url_validate(value: str) -> None:
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValidationError("Enter an http:// or https:// URL, e.g. http://127.0.0.1:8001/v1")
+
+
+class Backend(models.Model):
+    name = models.SlugField(max_length=100, unique=True, help_text="Short unique name used by routes and logs.")
+    kind = models.CharField(max_length=32, choices=BackendKind.choices, default=BackendKind.OPENAI_CHAT,
+                            help_text="The protocol this backend speaks.")
+    # Not URLField: its validator rejects hostnames such as http://vllm:8000/v1 (no TLD).
+    base_url = models.CharField(max_length=500, validators=[base_url_validate],
+                                help_text="API base URL including /v1, e.g. http://127.0.0.1:8001/v1")
+    api_key = models.CharField(max_length=500, blank=True,
+                               help_text="Upstream API key, sent as Authorization: Bearer. Write-only: never shown again.")
+    preset = models.CharField(max_length=32, choices=[(p, p) for p in PRESETS], default="generic",
+                              help_text="Starting point for every capability below; fields left empty use the preset.")
+    connect_timeout = models.FloatField(default=10.0, help_text="Seconds to wait for a connection.")
+    read_timeout = models.FloatField(default=600.0, help_text="Seconds to wait for the next bytes from the backend.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def capability_overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(Capabilities):
+            value = getattr(self, f"cap_{f.name}")
+            if value is None:
+                continue
+            out[f.name] = value
+        return out
+
+    def capabilities(self) -> Capabilities:
+        return capabilities_build(preset=self.preset, overrides=self.capability_overrides())
+
+
+def _capability_field(name: str, default: Any) -> models.Field[Any, Any]:
+    help_text = FIELD_HELP.get(name, "") + " Empty: use the preset's value."
+    if isinstance(default, bool):
+        return models.BooleanField(null=True, blank=True, default=None, help_text=help_text)
+    if isinstance(default, tuple):
+        return models.CharField(max_length=200, null=True, blank=True, default=None,
+                                help_text=help_text + " Comma-separated.")
+    choices = CAPABILITY_CHOICES.get(name)
+    return models.CharField(max_length=64, null=True, blank=True, default=None, help_text=help_text,
+                            choices=[(c, c) for c in choices] if choices else None)
+
+
+# One nullable column per capability, named cap_<field>: translation.Capabilities is the single
+# source of truth for what a capability is.
+CAPABILITY_FIELD_NAMES = [f"cap_{f.name}" for f in fields(Capabilities)]
+for _f in fields(Capabilities):
+    Backend.add_to_class(f"cap_{_f.name}", _capability_field(_f.name, getattr(Capabilities(), _f.name)))
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+class Route(models.Model):
+    model = models.CharField(max_length=200, help_text="Model name clients send, or a glob such as claude-*haiku* "
+                                                       "or * for a default route. First match by order wins.")
+    backend = models.ForeignKey(Backend, on_delete=models.CASCADE, related_name="routes")
+    upstream_model = models.CharField(max_length=200, blank=True,
+                                      help_text="Model name sent to the backend. Empty: the name the client sent.")
+    order = models.IntegerField(default=100, help_text="Lower runs first.")
+    capability_overrides = models.JSONField(default=dict, blank=True,
+                                            help_text="Per-route capability overrides by field name, e.g. "
+                                                      '{"prefill": "reject"}.')
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.model} → {self.backend_id and self.backend.name}"
+
+    @property
+    def is_glob(self) -> bool:
+        return _is_glob(self.model)
+
+    def matches(self, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, self.model) if self.is_glob else model == self.model
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=100, unique=True, help_text="Who or what uses this key.")
+    prefix = models.CharField(max_length=16, editable=False, db_index=True,
+                              help_text="First characters of the key, for recognising it.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    allowed_models = models.TextField(blank=True, help_text="One model name or glob per line (or comma-separated). "
+                                                            "Empty: every routed model.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def allowed_patterns(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.allowed_models.replace(",", "\n").splitlines() if p.strip())
+
+
+class ConfigStamp(models.Model):
+    """One row whose version changes whenever backends, routes or keys change anywhere."""
+
+    version = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)

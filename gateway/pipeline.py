@@ -1,0 +1,365 @@
+"""One request, end to end: authenticate, resolve the route, translate, call the backend,
+translate back, record. The views in ``gateway.api`` call exactly one function here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+
+from gateway.backends import adapter_for
+from gateway.backends.base import StreamTranslator
+from gateway.errors import error_response
+from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
+from gateway.upstream import client_for, transport_error, upstream_error
+from inspector.recorder import ExchangeRecord, headers_mask, recorder
+from translation.errors import ApiError
+from translation.schemas import MessagesRequest, count_tokens_request_parse, messages_request_parse
+from translation.sse import SSEDecoder, sse_encode
+from translation.tokens import tokens_estimate
+
+log = logging.getLogger(__name__)
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_PING = object()
+
+
+def message_id_new() -> str:
+    return "msg_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+
+
+def _record_start(request: HttpRequest, endpoint: str) -> ExchangeRecord:
+    record = ExchangeRecord(id=request.request_id, endpoint=endpoint,  # type: ignore[attr-defined]
+                            capture=settings.INSPECTOR_CAPTURE)
+    record.client_request = {
+        "method": request.method, "path": request.get_full_path(), "headers": headers_mask(request.headers),
+    }
+    return record
+
+
+def _body_read(request: HttpRequest, record: ExchangeRecord) -> bytes:
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise ApiError(413, f"Request body is larger than the limit of {settings.MAX_BODY_BYTES} bytes") from None
+    record.client_request["body_raw"] = raw
+    content_type = request.headers.get("content-type", "application/json")
+    if "json" not in content_type.lower():
+        raise ApiError(400, f"Content-Type must be application/json, not {content_type!r}")
+    return raw
+
+
+def key_authenticate(request: HttpRequest, snap: Snapshot) -> KeyInfo:
+    """Accept ``x-api-key`` or ``Authorization: Bearer`` (Claude Code may send both)."""
+    presented = []
+    if x_api_key := request.headers.get("x-api-key"):
+        presented.append(x_api_key.strip())
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        presented.append(auth[7:].strip())
+    if not presented:
+        raise ApiError(401, "Missing API key: send it in the x-api-key header (or Authorization: Bearer)")
+    for candidate in presented:
+        key = snap.key_find(candidate)
+        if key is not None:
+            if not key.enabled:
+                raise ApiError(401, "This API key is disabled")
+            return key
+    raise ApiError(401, "Invalid API key")
+
+
+def route_for(snap: Snapshot, model: str, key: KeyInfo) -> RouteInfo:
+    route = snap.route_resolve(model)
+    if route is None:
+        names = [r.pattern for r in snap.routes][:20]
+        raise ApiError(404, f"model: no route for {model!r}. Routable models: {', '.join(names) or '(none)'}")
+    if not key.allows(model):
+        raise ApiError(403, f"This API key may not use model {model!r}")
+    return route
+
+
+def _record_route(record: ExchangeRecord, route: RouteInfo, req: MessagesRequest) -> None:
+    record.backend_name = route.backend.name
+    record.upstream_model = route.upstream_model or req.model
+    record.preset = route.backend.preset
+
+
+def _record_error(record: ExchangeRecord, error: ApiError) -> None:
+    record.status = error.status
+    record.error_type = error.type
+    record.error_message = error.message
+
+
+async def messages_create(request: HttpRequest) -> HttpResponseBase:
+    record = _record_start(request, "messages")
+    try:
+        raw = _body_read(request, record)
+        snap = await snapshot_get()
+        key = key_authenticate(request, snap)
+        record.key_id, record.key_name = key.id, key.name
+        req = messages_request_parse(raw)
+        record.client_model, record.stream = req.model, req.stream
+        route = route_for(snap, req.model, key)
+        _record_route(record, route, req)
+        if req.stream:
+            return await _stream_open(req, route, record)
+        return await _complete(req, route, record)
+    except ApiError as exc:
+        return _fail(record, exc)
+    except Exception:
+        log.exception("unexpected error in request %s", record.id)
+        return _fail(record, ApiError(500, "Internal error in the gateway; the request id identifies it in "
+                                           "the inspector", source="backend"))
+
+
+def _fail(record: ExchangeRecord, error: ApiError) -> HttpResponse:
+    _record_error(record, error)
+    record.mark("finished")
+    recorder.submit(record)
+    return error_response(error, record.id)
+
+
+async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponse:
+    adapter = adapter_for(route.backend)
+    call = adapter.call_build(req=req, route=route)
+    record.notes.extend(n.as_dict() for n in call.notes)
+    record.upstream_request = {"url": call.url, "headers": headers_mask(call.headers), "body": call.body}
+    client = client_for(route.backend)
+    try:
+        resp = await client.post(call.url, content=orjson.dumps(call.body), headers=call.headers)
+    except httpx.HTTPError as exc:
+        raise transport_error(backend=route.backend.name, exc=exc) from None
+    record.mark("upstream_first_byte")
+    record.upstream_response = {"status": resp.status_code, "body_raw": resp.content}
+    if resp.status_code >= 300:
+        raise upstream_error(backend=route.backend.name, status=resp.status_code, body=resp.content,
+                             headers=resp.headers)
+    try:
+        body = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        raise ApiError(500, f"backend {route.backend.name} returned a body that is not JSON",
+                       source="backend") from None
+    if not isinstance(body, dict):
+        raise ApiError(500, f"backend {route.backend.name} returned JSON that is not an object", source="backend")
+    message, notes = adapter.response_translate(body=body, req=req, route=route, message_id=message_id_new())
+    record.notes.extend(n.as_dict() for n in notes)
+    record.status = 200
+    record.stop_reason = message.get("stop_reason") or ""
+    record.usage = message.get("usage") or {}
+    record.client_response = {"body": message}
+    record.mark("finished")
+    recorder.submit(record)
+    return HttpResponse(orjson.dumps(message), content_type="application/json")
+
+
+async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponseBase:
+    """Send the upstream request and wait for its status: failures before the first byte are real
+    HTTP errors (SDKs retry those), failures after it become ``event: error``."""
+    adapter = adapter_for(route.backend)
+    call = adapter.call_build(req=req, route=route)
+    record.notes.extend(n.as_dict() for n in call.notes)
+    record.upstream_request = {"url": call.url, "headers": headers_mask(call.headers), "body": call.body}
+    client = client_for(route.backend)
+    upstream = client.build_request("POST", call.url, content=orjson.dumps(call.body), headers=call.headers)
+    try:
+        resp = await client.send(upstream, stream=True)
+    except httpx.HTTPError as exc:
+        raise transport_error(backend=route.backend.name, exc=exc) from None
+    record.mark("upstream_first_byte")
+    if resp.status_code >= 300:
+        try:
+            body = await resp.aread()
+        except httpx.HTTPError:
+            body = b""
+        finally:
+            await resp.aclose()
+        record.upstream_response = {"status": resp.status_code, "body_raw": body}
+        raise upstream_error(backend=route.backend.name, status=resp.status_code, body=body, headers=resp.headers)
+    translator = adapter.stream_translator(req=req, route=route, message_id=message_id_new(),
+                                           input_tokens=tokens_estimate(req))
+    response = StreamingHttpResponse(_stream_relay(resp, translator, record, route),
+                                     content_type="text/event-stream")
+    response["cache-control"] = "no-cache"
+    response["x-accel-buffering"] = "no"
+    return response
+
+
+async def _chunks_with_pings(chunks: AsyncIterator[bytes], interval: float) -> AsyncIterator[Any]:
+    """Upstream byte chunks, with ``_PING`` whenever the backend stays silent for ``interval``."""
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            pending = asyncio.ensure_future(anext(chunks))
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=interval)
+                if done:
+                    break
+                yield _PING
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield chunk
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+
+async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, record: ExchangeRecord,
+                        route: RouteInfo) -> AsyncIterator[bytes]:
+    full = record.capture == "full"
+    upstream_log: list[list[Any]] = []
+    client_log: list[list[Any]] = []
+    decoder = SSEDecoder()
+    ended = False
+
+    def emit(events: list[dict[str, Any]]) -> bytes:
+        nonlocal ended
+        if full:
+            t = record.elapsed_ms()
+            client_log.extend([t, len(upstream_log) - 1, e] for e in events)
+        for e in events:
+            if e["type"] in ("message_stop", "error"):
+                ended = True
+                if e["type"] == "error":
+                    err = e.get("error", {})
+                    record.error_type = err.get("type", "")
+                    record.error_message = err.get("message", "")
+        return b"".join(sse_encode(e) for e in events)
+
+    try:
+        record.mark("first_event")
+        yield emit(translator.start())
+        async for raw in _chunks_with_pings(resp.aiter_bytes(), settings.STREAM_PING_SECONDS):
+            if raw is _PING:
+                yield emit([{"type": "ping"}])
+                continue
+            if full:
+                upstream_log.append([record.elapsed_ms(), raw.decode("utf-8", "replace")])
+            out = []
+            for sse in decoder.feed(raw):
+                if sse.data == "[DONE]":
+                    break
+                if not sse.data:
+                    continue
+                try:
+                    chunk = orjson.loads(sse.data)
+                except orjson.JSONDecodeError:
+                    out.append(emit(translator.fail(ApiError(
+                        500, f"backend {route.backend.name} sent a stream chunk that is not JSON",
+                        source="backend"))))
+                    break
+                out.append(emit(translator.feed(chunk)))
+                if ended:
+                    break
+            if out:
+                yield b"".join(out)
+            if ended:
+                break
+        if not ended:
+            yield emit(translator.finish())
+    except httpx.HTTPError as exc:
+        if not ended:
+            error = transport_error(backend=route.backend.name, exc=exc)
+            if isinstance(exc, httpx.RemoteProtocolError):
+                error = ApiError(500, f"backend {route.backend.name} closed the stream before it was complete",
+                                 source="backend")
+            yield emit(translator.fail(error))
+    except (asyncio.CancelledError, GeneratorExit):
+        record.disconnected = True
+        raise
+    finally:
+        await resp.aclose()
+        record.status = 200
+        message = getattr(translator, "message", None)
+        if callable(message):
+            message = message()
+        if isinstance(message, dict):
+            record.stop_reason = message.get("stop_reason") or ""
+            record.usage = message.get("usage") or {}
+        record.upstream_response = {"status": resp.status_code, "chunks": upstream_log}
+        record.client_response = {"events": client_log}
+        if full and isinstance(message, dict):
+            record.client_response["message"] = message
+        record.mark("finished")
+        recorder.submit(record)
+
+
+async def count_tokens(request: HttpRequest) -> HttpResponseBase:
+    record = _record_start(request, "count_tokens")
+    try:
+        raw = _body_read(request, record)
+        snap = await snapshot_get()
+        key = key_authenticate(request, snap)
+        record.key_id, record.key_name = key.id, key.name
+        req = count_tokens_request_parse(raw)
+        record.client_model = req.model
+        route = route_for(snap, req.model, key)
+        record.backend_name = route.backend.name
+        count = tokens_estimate(req)
+        result = {"input_tokens": count}
+        record.status = 200
+        record.usage = {"input_tokens": count, "counted": "estimate"}
+        record.client_response = {"body": result}
+        record.mark("finished")
+        recorder.submit(record)
+        return HttpResponse(orjson.dumps(result), content_type="application/json")
+    except ApiError as exc:
+        return _fail(record, exc)
+    except Exception:
+        log.exception("unexpected error in request %s", record.id)
+        return _fail(record, ApiError(500, "Internal error in the gateway", source="backend"))
+
+
+def _model_info(route: RouteInfo) -> dict[str, Any]:
+    return {"type": "model", "id": route.pattern, "display_name": route.pattern, "created_at": route.created_at}
+
+
+async def models_list(request: HttpRequest, *, limit: int, after_id: str | None,
+                      before_id: str | None) -> HttpResponseBase:
+    snap = await snapshot_get()
+    key_authenticate(request, snap)
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "limit: must be between 1 and 1000")
+    seen: set[str] = set()
+    models = []
+    for route in snap.routes:
+        if not route.is_glob and route.pattern not in seen:
+            seen.add(route.pattern)
+            models.append(_model_info(route))
+    ids = [m["id"] for m in models]
+    if after_id is not None:
+        start = ids.index(after_id) + 1 if after_id in ids else len(ids)
+        models = models[start:]
+        page, has_more = models[:limit], len(models) > limit
+    elif before_id is not None:
+        end = ids.index(before_id) if before_id in ids else 0
+        models = models[:end]
+        page, has_more = models[-limit:], len(models) > limit
+    else:
+        page, has_more = models[:limit], len(models) > limit
+    body = {"data": page, "has_more": has_more,
+            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+    return HttpResponse(orjson.dumps(body), content_type="application/json")
+
+
+async def model_get(request: HttpRequest, *, model_id: str) -> HttpResponseBase:
+    snap = await snapshot_get()
+    key_authenticate(request, snap)
+    for route in snap.routes:
+        if not route.is_glob and route.pattern == model_id:
+            return HttpResponse(orjson.dumps(_model_info(route)), content_type="application/json")
+    route = snap.route_resolve(model_id)
+    if route is None:
+        raise ApiError(404, f"model: {model_id!r} not found")
+    return HttpResponse(orjson.dumps({**_model_info(route), "id": model_id, "display_name": model_id}),
+                        content_type="application/json")

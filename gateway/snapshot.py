@@ -1,0 +1,189 @@
+"""An in-process, immutable copy of the gateway's configuration, so requests never query the DB.
+
+The snapshot is rebuilt when this process changes the config (signals) and, for changes made
+by other instances, when the shared ``ConfigStamp`` version moves; that is checked off the
+request path at most every ``CONFIG_REFRESH_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from translation.capabilities import Capabilities, capabilities_build
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX_LEN = 12
+
+
+@dataclass(frozen=True, slots=True)
+class BackendInfo:
+    id: int
+    name: str
+    kind: str
+    base_url: str
+    api_key: str
+    preset: str
+    capabilities: Capabilities
+    connect_timeout: float
+    read_timeout: float
+    updated: float  # identifies this version of the backend (for its HTTP client pool)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    id: int
+    pattern: str
+    is_glob: bool
+    backend: BackendInfo
+    upstream_model: str
+    capabilities: Capabilities
+    created_at: str
+
+    def matches(self, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, self.pattern) if self.is_glob else model == self.pattern
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    id: int
+    name: str
+    prefix: str
+    key_hash: str
+    enabled: bool
+    allowed: tuple[str, ...]
+
+    def allows(self, model: str) -> bool:
+        return not self.allowed or any(fnmatch.fnmatchcase(model, p) for p in self.allowed)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    routes: tuple[RouteInfo, ...]
+    keys_by_prefix: dict[str, tuple[KeyInfo, ...]]
+    backends: dict[str, BackendInfo] = field(default_factory=dict)
+
+    def route_resolve(self, model: str) -> RouteInfo | None:
+        for route in self.routes:
+            if route.matches(model):
+                return route
+        return None
+
+    def key_find(self, presented: str) -> KeyInfo | None:
+        """The key whose hash equals the presented key's, compared in constant time."""
+        digest = key_hash(presented)
+        found = None
+        for candidate in self.keys_by_prefix.get(presented[:KEY_PREFIX_LEN], ()):
+            if hmac.compare_digest(candidate.key_hash, digest):
+                found = candidate
+        return found
+
+
+def key_hash(key: str) -> str:
+    # Keys are long random secrets, so a fast hash is enough (no dictionary to guess from).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def snapshot_build() -> Snapshot:
+    """Read the three tables once (sync; run it in a thread from async code)."""
+    from gateway.models import ApiKey, Backend, ConfigStamp, Route
+
+    stamp = ConfigStamp.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+    backends: dict[int, BackendInfo] = {}
+    for b in Backend.objects.filter(enabled=True):
+        try:
+            caps = b.capabilities()
+        except ValueError as exc:
+            log.error("backend %s has invalid capabilities, skipped: %s", b.name, exc)
+            continue
+        backends[b.pk] = BackendInfo(
+            id=b.pk, name=b.name, kind=b.kind, base_url=b.base_url.rstrip("/"), api_key=b.api_key,
+            preset=b.preset, capabilities=caps, connect_timeout=b.connect_timeout,
+            read_timeout=b.read_timeout, updated=b.updated_at.timestamp(),
+        )
+    routes = []
+    for r in Route.objects.filter(enabled=True).order_by("order", "id"):
+        backend = backends.get(r.backend_id)
+        if backend is None:
+            continue
+        caps = backend.capabilities
+        if r.capability_overrides:
+            try:
+                caps = capabilities_build(base=caps, overrides=r.capability_overrides)
+            except ValueError as exc:
+                log.error("route %s has invalid capability overrides, skipped: %s", r.model, exc)
+                continue
+        routes.append(RouteInfo(
+            id=r.pk, pattern=r.model, is_glob=r.is_glob, backend=backend,
+            upstream_model=r.upstream_model, capabilities=caps,
+            created_at=r.created_at.isoformat().replace("+00:00", "Z"),
+        ))
+    keys: dict[str, list[KeyInfo]] = {}
+    for k in ApiKey.objects.all():
+        keys.setdefault(k.prefix, []).append(KeyInfo(
+            id=k.pk, name=k.name, prefix=k.prefix, key_hash=k.key_hash, enabled=k.enabled,
+            allowed=k.allowed_patterns(),
+        ))
+    return Snapshot(
+        version=stamp, routes=tuple(routes),
+        keys_by_prefix={p: tuple(v) for p, v in keys.items()},
+        backends={b.name: b for b in backends.values()},
+    )
+
+
+class _State:
+    current: Snapshot | None = None
+    checked_at: float = 0.0
+    checking: asyncio.Task[None] | None = None
+    lock: asyncio.Lock | None = None
+
+
+_state = _State()
+
+
+def snapshot_invalidate() -> None:
+    _state.current = None
+
+
+async def snapshot_get() -> Snapshot:
+    current = _state.current
+    if current is None:
+        return await _reload()
+    now = time.monotonic()
+    if now - _state.checked_at >= settings.CONFIG_REFRESH_SECONDS and _state.checking is None:
+        _state.checked_at = now
+        _state.checking = asyncio.ensure_future(_check_stamp(current.version))
+    return current
+
+
+async def _reload() -> Snapshot:
+    snap = await sync_to_async(snapshot_build, thread_sensitive=False)()
+    _state.current = snap
+    _state.checked_at = time.monotonic()
+    return snap
+
+
+def _stamp_read() -> int:
+    from gateway.models import ConfigStamp
+
+    return ConfigStamp.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+
+
+async def _check_stamp(version: int) -> None:
+    try:
+        if await sync_to_async(_stamp_read, thread_sensitive=False)() != version:
+            await _reload()
+    except Exception:
+        log.exception("config refresh failed; serving the previous snapshot")
+    finally:
+        _state.checking = None

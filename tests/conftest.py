@@ -1,0 +1,95 @@
+"""Shared fixtures.
+
+``gateway_setup`` creates one backend, routes and a key in the test database, because almost
+every API test needs a routable model and a valid key. ``upstream`` puts an
+``httpx.MockTransport`` under every backend client so API tests see exactly what the gateway
+sent upstream and can script what comes back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "claude-code"
+KEY = "dgm_test_key_0123456789abcdef"
+
+
+def claude_code_fixture(name: str) -> dict[str, Any]:
+    """A request captured from Claude Code (../shared/fixtures/claude-code)."""
+    matches = sorted(FIXTURES.glob(f"{name}*.json"))
+    assert matches, f"no fixture {name} in {FIXTURES}"
+    data: dict[str, Any] = json.loads(matches[0].read_text())
+    return data
+
+
+@dataclass
+class Upstream:
+    """A scripted backend behind httpx.MockTransport: records requests, answers via ``handler``."""
+
+    requests: list[httpx.Request] = field(default_factory=list)
+    handler: Callable[[httpx.Request], httpx.Response] | None = None
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        assert self.handler is not None, "test did not script the upstream"
+        return self.handler(request)
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    from gateway import upstream as upstream_module
+
+    fake = Upstream()
+    saved = upstream_module.transport_factory
+    upstream_module.clients_reset()
+    upstream_module.transport_factory = lambda backend: httpx.MockTransport(fake)
+    yield fake
+    upstream_module.transport_factory = saved
+    upstream_module.clients_reset()
+
+
+@pytest.fixture
+def gateway_setup(transactional_db: None) -> Iterator[str]:
+    from gateway import snapshot
+    from gateway.models import Backend, Route
+    from gateway.services import apikey_create
+
+    backend = Backend.objects.create(name="vllm-test", base_url="http://upstream.test/v1", preset="vllm")
+    Route.objects.create(model="test-model", backend=backend, upstream_model="Qwen/Qwen3-8B", order=10)
+    Route.objects.create(model="claude-*", backend=backend, upstream_model="Qwen/Qwen3-8B", order=20)
+    apikey_create(name="tester", secret=KEY)
+    snapshot.snapshot_invalidate()
+    yield KEY
+    snapshot.snapshot_invalidate()
+    # Let the inspector finish writing this test's exchanges before the tables are flushed.
+    from inspector.recorder import recorder
+
+    recorder.flush(10)
+
+
+@pytest.fixture
+def recorded() -> Callable[[], Awaitable[list[Any]]]:
+    """Flush the inspector's writer and return every stored Exchange, oldest first."""
+    from inspector.models import Exchange
+    from inspector.recorder import recorder
+
+    def read_sync() -> list[Any]:
+        assert recorder.flush(10), "inspector writer did not drain"
+        return list(Exchange.objects.order_by("created_at"))
+
+    async def read() -> list[Any]:
+        return await sync_to_async(read_sync)()
+
+    return read

@@ -1,0 +1,135 @@
+"""End-to-end fixtures: the mock backend and the gateway under daphne, each on a real socket.
+
+The gateway runs as a user runs it (``daphne gateway.asgi:application``) in a subprocess with
+its own database: a temporary SQLite file, or a fresh PostgreSQL database when the suite itself
+runs on PostgreSQL (DATABASE_URL), so the end-to-end path is tested on both.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.mockbackend import MockServerThread
+from tests.conftest import REPO
+
+E2E_KEY = "dgm_e2e_key_0123456789abcdefghij"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _database_url(tmp: Path) -> tuple[str, str | None]:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return f"sqlite:///{tmp / 'e2e.sqlite3'}", None
+    import psycopg
+
+    base, _, _ = url.rpartition("/")
+    name = f"dragoman_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}", name
+
+
+def _drop_database(url: str, name: str) -> None:
+    import psycopg
+
+    base, _, _ = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Gateway:
+    url: str
+    key: str
+    mock: MockServerThread
+    env: dict[str, str]
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+
+@pytest.fixture(scope="session")
+def mock_backend() -> Iterator[MockServerThread]:
+    with MockServerThread() as mock:
+        yield mock
+
+
+@pytest.fixture(scope="session")
+def gateway(mock_backend: MockServerThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("gateway")
+    db_url, pg_name = _database_url(tmp)
+    config = tmp / "dragoman.yaml"
+    config.write_text(f"""
+backends:
+  - name: mock-vllm
+    base_url: {mock_backend.url}
+    preset: vllm
+    read_timeout: 20
+routes:
+  - model: claude-*
+    backend: mock-vllm
+    upstream_model: mock-model
+  - model: mock-*
+    backend: mock-vllm
+keys:
+  - name: e2e
+    key: {E2E_KEY}
+""")
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "DRAGOMAN_SECRET_KEY": "e2e-secret", "DEBUG": "0",
+           "ALLOWED_HOSTS": "127.0.0.1,localhost", "DRAGOMAN_CONFIG": str(config),
+           "DJANGO_SETTINGS_MODULE": "gateway.settings", "DRAGOMAN_INSPECTOR_FLUSH_SECONDS": "0.05"}
+    gw = Gateway(url=f"http://127.0.0.1:{port}", key=E2E_KEY, mock=mock_backend, env=env)
+    gw.manage("migrate", "--noinput")
+    log = open(tmp / "daphne.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                             "gateway.asgi:application"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{gw.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start:\n" + (tmp / "daphne.log").read_text()[-3000:])
+            time.sleep(0.1)
+        yield gw
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        if pg_name:
+            _drop_database(db_url, pg_name)
+
+
+@pytest.fixture
+def client(gateway: Gateway):  # type: ignore[no-untyped-def]
+    """The real Anthropic SDK pointed at the gateway (no retries, so failures show)."""
+    import anthropic
+
+    return anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0, timeout=30)

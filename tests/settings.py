@@ -1,0 +1,21 @@
+"""Settings for the test suite: production settings with a throwaway secret and test hosts.
+
+DEBUG stays off so tests see what production sends (no debug pages, no tracebacks).
+"""
+
+import os
+
+os.environ.setdefault("DRAGOMAN_SECRET_KEY", "test-only-secret-key-not-for-production")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+os.environ.setdefault("DRAGOMAN_INSPECTOR_FLUSH_SECONDS", "0.05")
+
+from gateway.settings import *  # noqa: E402,F403
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not Django's shared-cache in-memory test DB: the inspector writes from its own
+    # thread, and shared-cache SQLite answers "database table is locked" to concurrent writers.
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"dragoman-test-{os.getpid()}.sqlite3")
+    }

@@ -1,0 +1,283 @@
+"""Rules shared by the non-streaming and the streaming Chat Completions translators.
+
+Both translators must build the same Anthropic message from the same completion (a property
+test checks it), so every decision that could differ lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+from translation.capabilities import Capabilities
+from translation.errors import ApiError
+from translation.schemas import MessagesRequest, TextBlock, ToolUseBlock
+from translation.signature import signature_mint
+
+CHAT_SIGNATURE_PAYLOAD: dict[str, Any] = {"src": "chat"}
+
+# Finish reasons that mean the generation failed (protocol.md §9.2): surfaced as errors.
+FATAL_FINISH_REASONS: dict[str, tuple[int, str]] = {
+    "abort": (502, "the backend aborted the generation (finish_reason=abort)"),
+    "insufficient_system_resource": (529, "the backend is out of resources "
+                                          "(finish_reason=insufficient_system_resource)"),
+}
+
+_ID_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def chat_signature() -> str:
+    return signature_mint(CHAT_SIGNATURE_PAYLOAD)
+
+
+def reasoning_read(obj: dict[str, Any], fields: tuple[str, ...]) -> str:
+    """The first non-empty reasoning field, in capability order.
+
+    vLLM (PR #27752) sends ``reasoning`` and ``reasoning_content`` with the same text in one
+    delta: reading only the first present field keeps the text from doubling.
+    """
+    for field in fields:
+        value = obj.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def content_text(value: Any) -> str:
+    """Message ``content``: a string, or (some backends) a list of text parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    return 0
+
+
+def usage_from_openai(usage: dict[str, Any] | None, *, input_tokens_estimate: int = 0) -> dict[str, int]:
+    """Anthropic usage from Chat Completions usage (protocol.md §9.3).
+
+    OpenAI's ``prompt_tokens`` include cached tokens; Anthropic's ``input_tokens`` exclude them.
+    Never negative: some backends report cached tokens with ``prompt_tokens`` already net.
+    Without usage (the stream was cut, or the backend sends none) the input estimate is used.
+    """
+    if not usage:
+        return {"input_tokens": input_tokens_estimate, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0, "output_tokens": 0}
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    prompt = _int(usage.get("prompt_tokens"))
+    cached = _int(details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens"))
+    written = _int(details.get("cache_write_tokens"))
+    if "prompt_cache_miss_tokens" in usage:  # DeepSeek reports the uncached part itself
+        uncached = _int(usage.get("prompt_cache_miss_tokens"))
+    else:
+        uncached = prompt - cached - written
+    return {
+        "input_tokens": max(0, uncached),
+        "cache_creation_input_tokens": max(0, written),
+        "cache_read_input_tokens": max(0, cached),
+        "output_tokens": max(0, _int(usage.get("completion_tokens"))),
+    }
+
+
+def stop_reason_decide(*, finishes: list[tuple[Any, Any]], tool_calls: bool, refused: bool,
+                       stop_sequences: list[str] | None) -> tuple[str, str | None]:
+    """Anthropic ``(stop_reason, stop_sequence)`` from every choice's finish.
+
+    ``finishes`` holds ``(finish_reason, matched_stop)`` per choice, where ``matched_stop`` is
+    vLLM's ``stop_reason`` or SGLang's ``matched_stop``. Precedence:
+
+    1. refusal (``content_filter`` or a ``refusal`` message);
+    2. ``max_tokens`` on ``length`` — even when tool calls arrived: their arguments may be cut,
+       and running a truncated command is worse than telling the client the turn was cut;
+    3. ``tool_use`` iff a tool call was actually received (never from ``finish_reason`` alone:
+       OpenAI and vLLM answer ``stop`` for a named tool_choice, vLLM can say ``tool_calls``
+       with none);
+    4. ``stop_sequence`` when the matched stop string is one the client asked for;
+    5. ``end_turn``.
+    """
+    reasons = {f for f, _ in finishes}
+    if refused or "content_filter" in reasons:
+        return "refusal", None
+    if "length" in reasons:
+        return "max_tokens", None
+    if tool_calls:
+        return "tool_use", None
+    for reason, matched in finishes:
+        if reason == "stop" and isinstance(matched, str) and stop_sequences and matched in stop_sequences:
+            return "stop_sequence", matched
+    return "end_turn", None
+
+
+def fatal_finish_error(reason: Any) -> ApiError | None:
+    if isinstance(reason, str) and reason in FATAL_FINISH_REASONS:
+        status, message = FATAL_FINISH_REASONS[reason]
+        return ApiError(status, message, source="transient" if status == 529 else "backend")
+    return None
+
+
+def error_from_openai(error: Any) -> ApiError:
+    """An ``error`` object from a body or stream chunk (OpenAI, SGLang, vLLM shapes)."""
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("msg") or orjson.dumps(error).decode()
+        code = error.get("code")
+    else:
+        message, code = str(error), None
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    status = code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else 502
+    return ApiError(status, f"backend error: {message}", source="backend")
+
+
+def body_error(body: dict[str, Any]) -> ApiError | None:
+    error = body.get("error")
+    if error:
+        return error_from_openai(error)
+    if body.get("object") == "error":  # SGLang / older vLLM: the body itself is the error
+        return error_from_openai(body)
+    return None
+
+
+def tool_id_make(raw: Any, *, message_id: str, ordinal: int, used: set[str]) -> str:
+    """A tool_use id Anthropic accepts on replay (``^[a-zA-Z0-9_-]+$``, protocol.md §1.3).
+
+    Invalid characters become ``_`` (stable: the same backend id always maps to the same id).
+    A missing id is derived from the message id and the tool's position, so the streamed and
+    the non-streamed translation of one completion agree. Duplicates get the position appended.
+    """
+    cid = _ID_INVALID.sub("_", raw) if isinstance(raw, str) else ""
+    if not cid:
+        cid = f"toolu_{_ID_INVALID.sub('_', message_id.removeprefix('msg_'))}_{ordinal}"
+    while cid in used:
+        cid = f"{cid}_{ordinal}"
+    used.add(cid)
+    return cid
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # integers beyond 64 bits
+
+
+def tool_input_parse(arguments: str) -> tuple[dict[str, Any], str | None, str]:
+    """Tool input from an ``arguments`` string: ``(input, problem, suffix)``.
+
+    - empty or whitespace-only arguments are ``{}`` (no problem: a tool without parameters);
+    - a JSON object is the input;
+    - a JSON *string* holding an object (double-encoded, seen from some backends) is decoded;
+    - a truncated object (``finish_reason: length``) is closed if a suffix can complete it:
+      ``suffix`` is what was appended (the stream translator emits it as a last fragment);
+    - anything else is ``{}`` with a problem description (the caller leaves a note).
+    """
+    text = arguments.strip()
+    if not text:
+        return {}, None, ""
+    try:
+        value = _loads(text)
+    except ValueError:
+        if text[0] == "{":
+            suffix = json_close_suffix(text)
+            if suffix is not None:
+                return _loads(text + suffix), f"truncated arguments closed with {suffix!r}", suffix
+        return {}, "arguments are not valid JSON; used {}", ""
+    if isinstance(value, dict):
+        return value, None, ""
+    if isinstance(value, str):
+        try:
+            inner = _loads(value)
+        except ValueError:
+            inner = None
+        if isinstance(inner, dict):
+            return inner, "arguments were a JSON string holding an object; decoded it", ""
+    return {}, "arguments are not a JSON object; used {}", ""
+
+
+_LITERALS = ("true", "false", "null")
+
+
+def json_close_suffix(text: str) -> str | None:
+    """Characters that complete a truncated JSON object, or ``None`` if appending cannot.
+
+    Handles a cut inside a string, after a key, after ``:``, inside ``true``/``false``/``null``
+    and open brackets. Runs only on arguments that failed to parse.
+    """
+    stack: list[str] = []
+    in_string = escaped = string_is_key = False
+    last = ""  # last significant character outside strings; "k" after a complete key
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                last = "k" if string_is_key else '"'
+            continue
+        if ch == '"':
+            in_string = True
+            string_is_key = bool(stack) and stack[-1] == "{" and last in ("{", ",")
+        elif ch in "{[":
+            stack.append(ch)
+            last = ch
+        elif ch in "}]":
+            if not stack or stack.pop() != ("{" if ch == "}" else "["):
+                return None
+            last = ch
+        elif not ch.isspace():
+            last = ch
+    suffix = ""
+    if in_string:
+        if escaped:
+            return None
+        suffix = '"' + (": null" if string_is_key else "")
+    elif last == "k":
+        suffix = ": null"
+    elif last == ":":
+        suffix = "null"
+    elif last.isalpha():
+        word = re.search(r"[a-z]+$", text.rstrip())
+        completion = next((lit[len(word.group()):] for lit in _LITERALS
+                           if word and lit.startswith(word.group())), None)
+        if completion is None:
+            return None
+        suffix = completion
+    elif last in (",", "-", ".", "e", "E", "+") or not stack:
+        return None
+    suffix += "".join("}" if b == "{" else "]" for b in reversed(stack))
+    try:
+        value = _loads(text + suffix)
+    except ValueError:
+        return None
+    return suffix if isinstance(value, dict) else None
+
+
+def prefill_rewrite_prefix(request: MessagesRequest, caps: Capabilities) -> str:
+    """The prefill text a ``prefill=rewrite`` backend was asked to continue ("" if none).
+
+    Such a backend may repeat it at the start of its reply; Anthropic semantics say the reply
+    continues the prefill without echoing it, so the translators strip a repeated prefix.
+    """
+    if caps.prefill != "rewrite":
+        return ""
+    last = request.messages[-1]
+    if last.role != "assistant":
+        return ""
+    blocks = last.blocks()
+    if any(isinstance(b, ToolUseBlock) for b in blocks):
+        return ""
+    return "".join(b.text for b in blocks if isinstance(b, TextBlock))

@@ -1,0 +1,392 @@
+"""Chat Completions stream chunks -> Anthropic stream events (protocol.md §3, §7.2, §9.2).
+
+``ChatStreamTranslator`` is an incremental object in the style of httpx's decoders: the
+gateway calls ``start()`` when the upstream answers 200, ``feed(chunk)`` for every parsed SSE
+``data`` object, and ``finish()`` on ``[DONE]`` or EOF (or ``fail(error)``).
+
+The Anthropic grammar is strict (protocol.md §3.2): blocks are opened lazily on their first
+non-empty delta, numbered 0..n-1, and the previous block is closed before the next one opens.
+Tool calls are keyed by ``(choice index, tool_calls[].index)``, never by "a name appeared" or
+by the presence of a ``tool_calls`` key (``"tool_calls": []`` next to content is plain text).
+Only one tool call streams live; fragments of other calls (interleaved parallel indices) are
+buffered and their blocks emitted, whole, when the live block has closed at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from translation.capabilities import Capabilities
+from translation.errors import ApiError
+from translation.notes import RewriteNote
+from translation.openai_chat.common import (
+    body_error,
+    chat_signature,
+    fatal_finish_error,
+    prefill_rewrite_prefix,
+    reasoning_read,
+    stop_reason_decide,
+    tool_id_make,
+    tool_input_parse,
+    usage_from_openai,
+)
+from translation.schemas import MessagesRequest
+
+Event = dict[str, Any]
+
+
+class _Block:
+    """A thinking or text block: its fragments, joined only when the message is read."""
+
+    __slots__ = ("closed", "kind", "parts")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.parts: list[str] = []
+        self.closed = False
+
+
+class _Tool:
+    """One tool call, keyed by (choice, index); its block exists once it is opened."""
+
+    __slots__ = ("block_id", "closed", "fed", "held", "id", "input", "key", "mode", "name", "opened", "raw")
+
+    def __init__(self, key: tuple[int, int]) -> None:
+        self.key = key
+        self.id: str | None = None
+        self.name: str | None = None
+        self.raw: list[str] = []  # argument fragments as received
+        self.fed = 0  # how many of ``raw`` went through the emit guard
+        self.held: list[str] = []  # whitespace-only fragments not emitted yet
+        # None until the first non-blank character; "stream" when it is "{" (fragments pass
+        # through as received); "buffer" otherwise (the input is repaired and sent once).
+        self.mode: str | None = None
+        self.opened = False
+        self.closed = False
+        self.block_id = ""
+        self.input: dict[str, Any] = {}
+
+
+def _delta(index: int, delta: dict[str, Any]) -> Event:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+class ChatStreamTranslator:
+    def __init__(self, caps: Capabilities, *, request: MessagesRequest, message_id: str,
+                 input_tokens_estimate: int = 0) -> None:
+        self.caps = caps
+        self.request = request
+        self.message_id = message_id
+        self.input_tokens_estimate = input_tokens_estimate
+        self.notes: list[RewriteNote] = []
+        self.error: ApiError | None = None
+        self._state = "new"  # new -> started -> done
+        self._signature = chat_signature()
+        self._content: list[_Block | _Tool] = []
+        self._open: tuple[str, Any] | None = None  # ("thinking"|"text", choice) or ("tool", key)
+        self._tools: dict[tuple[int, int], _Tool] = {}
+        self._pending: list[_Tool] = []  # tool calls seen but not opened yet
+        self._used_ids: set[str] = set()
+        self._tool_count = 0
+        self._finishes: dict[int, tuple[Any, Any]] = {}
+        self._usage_raw: dict[str, Any] | None = None
+        self._refused = False
+        self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
+        # prefill=rewrite: hold the first text until it is known whether it repeats the prefix.
+        self._prefix = prefill_rewrite_prefix(request, caps)
+        self._prefix_choice: int | None = None
+        self._prefix_pos = 0
+        self._prefix_held: list[str] = []
+
+    # -- public API -----------------------------------------------------------------------
+
+    def start(self) -> list[Event]:
+        if self._state != "new":
+            return []
+        self._state = "started"
+        return [{"type": "message_start", "message": {
+            "id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": self.input_tokens_estimate, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 1},
+        }}]
+
+    def feed(self, chunk: dict[str, Any]) -> list[Event]:
+        """Events for one upstream chunk (the parsed JSON of one SSE ``data`` line)."""
+        if self._state == "done":
+            return []
+        out = self.start()
+        error = body_error(chunk)
+        if error is not None:
+            return out + self.fail(error)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):  # cumulative: the last one wins
+            self._usage_raw = usage
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict):
+                error = self._choice(choice, out)
+                if error is not None:
+                    return out + self.fail(error)
+        return out
+
+    def finish(self) -> list[Event]:
+        """Close everything and end the message (upstream sent ``[DONE]`` or closed)."""
+        if self._state == "done":
+            return []
+        out = self.start()
+        self._prefix_release(out)
+        self._close(out)
+        for tool in sorted(self._pending, key=lambda t: t.key):
+            if tool.name:
+                self._tool_open(tool, out)
+                self._close(out)
+            else:
+                self.notes.append(RewriteNote("tool_call.drop_nameless", f"tool_calls[{tool.key[1]}]",
+                                              "Dropped a streamed tool call that never got a function name."))
+        self._pending.clear()
+        self._stop_reason, self._stop_sequence = stop_reason_decide(
+            finishes=[self._finishes[k] for k in sorted(self._finishes)], tool_calls=self._tool_count > 0,
+            refused=self._refused, stop_sequences=self.request.stop_sequences)
+        if self._usage_raw is None:
+            self.notes.append(RewriteNote("usage.missing", "usage",
+                                          "The backend reported no usage; input tokens are estimated."))
+        out.append({"type": "message_delta",
+                    "delta": {"stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence},
+                    "usage": self.usage})
+        out.append({"type": "message_stop"})
+        self._state = "done"
+        return out
+
+    def fail(self, error: ApiError) -> list[Event]:
+        """Close the open block and emit an ``error`` event; nothing is emitted after it."""
+        if self._state == "done":
+            return []
+        out = self.start()
+        self._prefix_release(out)
+        self._close(out)
+        out.append({"type": "error", "error": {"type": error.type, "message": error.message}})
+        self.error = error
+        self._state = "done"
+        return out
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return usage_from_openai(self._usage_raw, input_tokens_estimate=self.input_tokens_estimate)
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The Anthropic Message as streamed so far (what the client has seen)."""
+        content: list[dict[str, Any]] = []
+        for item in self._content:
+            if isinstance(item, _Tool):
+                content.append({"type": "tool_use", "id": item.block_id, "name": item.name or "",
+                                "input": item.input})
+            elif item.kind == "thinking":
+                content.append({"type": "thinking", "thinking": "".join(item.parts),
+                                "signature": self._signature if item.closed else ""})
+            else:
+                content.append({"type": "text", "text": "".join(item.parts)})
+        return {"id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
+                "content": content, "stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence,
+                "usage": self.usage}
+
+    # -- one choice of one chunk ----------------------------------------------------------
+
+    def _choice(self, choice: dict[str, Any], out: list[Event]) -> ApiError | None:
+        ci = choice.get("index")
+        ci = ci if isinstance(ci, int) else 0
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and delta:
+            reasoning = reasoning_read(delta, self.caps.reasoning_fields_in)
+            if reasoning:
+                self._reasoning(ci, reasoning, out)
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                self._text(ci, text, out)
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                self._refused = True
+                self._text(ci, refusal, out)
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list):  # [] is no tool call at all
+                for position, call in enumerate(calls):
+                    if isinstance(call, dict):
+                        self._tool_fragment(ci, position, call, out)
+        reason = choice.get("finish_reason")
+        if reason:
+            fatal = fatal_finish_error(reason)
+            if fatal is not None:
+                return fatal
+            self._finishes[ci] = (reason, choice.get("stop_reason", choice.get("matched_stop")))
+        return None
+
+    # -- blocks ---------------------------------------------------------------------------
+
+    def _close(self, out: list[Event]) -> None:
+        if self._open is None:
+            return
+        index = len(self._content) - 1
+        item = self._content[index]
+        if isinstance(item, _Tool):
+            self._tool_finalize(item, index, out)
+        elif item.kind == "thinking":
+            # Signature "just before content_block_stop" (anthropic-sdk-python signature_delta.py).
+            out.append(_delta(index, {"type": "signature_delta", "signature": self._signature}))
+        item.closed = True
+        out.append({"type": "content_block_stop", "index": index})
+        self._open = None
+
+    def _block_delta(self, kind: str, ci: int, text: str, out: list[Event]) -> None:
+        if self._open != (kind, ci):
+            self._close(out)
+            block = _Block(kind)
+            self._content.append(block)
+            self._open = (kind, ci)
+            start = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else {
+                "type": "text", "text": ""}
+            out.append({"type": "content_block_start", "index": len(self._content) - 1, "content_block": start})
+        item = self._content[-1]
+        assert isinstance(item, _Block)
+        item.parts.append(text)
+        key = "thinking" if kind == "thinking" else "text"
+        out.append(_delta(len(self._content) - 1, {"type": f"{key}_delta", key: text}))
+
+    def _reasoning(self, ci: int, text: str, out: list[Event]) -> None:
+        self._prefix_release(out)
+        self._block_delta("thinking", ci, text, out)
+
+    def _text(self, ci: int, text: str, out: list[Event]) -> None:
+        if self._prefix:
+            if self._prefix_choice is None:
+                self._prefix_choice = ci
+            if ci == self._prefix_choice:
+                text = self._prefix_check(text, out)
+                if not text:
+                    return
+        self._block_delta("text", ci, text, out)
+
+    # -- prefill=rewrite: strip a repeated prefix ----------------------------------------
+
+    def _prefix_check(self, text: str, out: list[Event]) -> str:
+        """Text to emit now ("" while it may still be the repeated prefix)."""
+        prefix, pos = self._prefix, self._prefix_pos
+        head = text[: len(prefix) - pos]
+        if prefix[pos: pos + len(head)] != head:
+            held = "".join(self._prefix_held)
+            self._prefix_done()
+            return held + text
+        self._prefix_pos = pos + len(head)
+        if self._prefix_pos < len(prefix):
+            self._prefix_held.append(text)
+            return ""
+        self._prefix_done()
+        self.notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
+                                      "The backend repeated the rewritten prefill; removed it from the reply."))
+        return text[len(head):]
+
+    def _prefix_done(self) -> None:
+        self._prefix = ""
+        self._prefix_held = []
+
+    def _prefix_release(self, out: list[Event]) -> None:
+        """Another block (or the end) comes: held text was not the whole prefix; send it as is."""
+        if self._prefix and self._prefix_held:
+            held = "".join(self._prefix_held)
+            ci = self._prefix_choice or 0
+            self._prefix_done()
+            self._block_delta("text", ci, held, out)
+
+    # -- tool calls -----------------------------------------------------------------------
+
+    def _tool_fragment(self, ci: int, position: int, call: dict[str, Any], out: list[Event]) -> None:
+        index = call.get("index")
+        call_id = call.get("id")
+        if not isinstance(index, int) or isinstance(index, bool):
+            # No index (non-conforming backend): the position, or a new call if the id changed.
+            index = position
+            known = self._tools.get((ci, index))
+            if known is not None and isinstance(call_id, str) and call_id and known.id and known.id != call_id:
+                index = 1 + max(k[1] for k in self._tools if k[0] == ci)
+        key = (ci, index)
+        tool = self._tools.get(key)
+        if tool is None:
+            tool = self._tools[key] = _Tool(key)
+            self._pending.append(tool)
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        # id and name come once (first fragment); repeats are ignored, never concatenated.
+        if tool.id is None and isinstance(call_id, str) and call_id:
+            tool.id = call_id
+        name = function.get("name")
+        if tool.name is None and isinstance(name, str) and name:
+            tool.name = name
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # whole object instead of a string (some backends)
+            arguments = orjson.dumps(arguments).decode()
+        if isinstance(arguments, str) and arguments:
+            if tool.closed:
+                self.notes.append(RewriteNote("tool_call.late_arguments", f"tool_calls[{index}]",
+                                              "Dropped argument text that arrived after the tool block was closed."))
+                return
+            tool.raw.append(arguments)
+        if tool.opened:
+            if not tool.closed:
+                self._tool_emit(tool, len(self._content) - 1, out)
+        elif tool.name and (tool.id or tool.raw) and (self._open is None or self._open[0] != "tool"):
+            self._prefix_release(out)
+            self._tool_open(tool, out)
+
+    def _tool_open(self, tool: _Tool, out: list[Event]) -> None:
+        self._close(out)
+        self._pending.remove(tool)
+        tool.opened = True
+        tool.block_id = tool_id_make(tool.id, message_id=self.message_id, ordinal=self._tool_count,
+                                     used=self._used_ids)
+        self._tool_count += 1
+        self._content.append(tool)
+        self._open = ("tool", tool.key)
+        index = len(self._content) - 1
+        out.append({"type": "content_block_start", "index": index, "content_block": {
+            "type": "tool_use", "id": tool.block_id, "name": tool.name, "input": {}}})
+        self._tool_emit(tool, index, out)
+
+    def _tool_emit(self, tool: _Tool, index: int, out: list[Event]) -> None:
+        """Pass new argument fragments through as received, except whitespace-only ones.
+
+        A whitespace-only ``partial_json`` buffer crashes the Python SDK's partial JSON parser
+        (protocol.md §3.2): blank fragments are held and sent with the next non-blank one.
+        """
+        for fragment in tool.raw[tool.fed:]:
+            if tool.mode == "buffer":
+                continue
+            if fragment.isspace():
+                tool.held.append(fragment)
+                continue
+            if tool.mode is None:
+                tool.mode = "stream" if fragment.lstrip()[0] == "{" else "buffer"
+                if tool.mode == "buffer":
+                    continue
+            if tool.held:
+                fragment = "".join(tool.held) + fragment
+                tool.held = []
+            out.append(_delta(index, {"type": "input_json_delta", "partial_json": fragment}))
+        tool.fed = len(tool.raw)
+
+    def _tool_finalize(self, tool: _Tool, index: int, out: list[Event]) -> None:
+        """Make the concatenated ``partial_json`` parse to the tool input before the stop."""
+        tool.input, problem, suffix = tool_input_parse("".join(tool.raw))
+        if tool.mode is None or tool.mode == "buffer":
+            # Nothing sent yet: empty arguments become "{}", anything else its repaired form.
+            out.append(_delta(index, {"type": "input_json_delta",
+                                      "partial_json": orjson.dumps(tool.input).decode()}))
+        elif suffix:
+            out.append(_delta(index, {"type": "input_json_delta", "partial_json": suffix}))
+        if problem:
+            self.notes.append(RewriteNote("tool_call.arguments", f"content[{index}].input", problem))
