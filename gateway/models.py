@@ -7,9 +7,9 @@ reloads when they change (``ConfigStamp`` tells other instances that they did).
 from __future__ import annotations
 
 import fnmatch
-from urllib.parse import urlsplit
 from dataclasses import fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models

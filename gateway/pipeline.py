@@ -358,8 +358,8 @@ async def model_get(request: HttpRequest, *, model_id: str) -> HttpResponseBase:
     for route in snap.routes:
         if not route.is_glob and route.pattern == model_id:
             return HttpResponse(orjson.dumps(_model_info(route)), content_type="application/json")
-    route = snap.route_resolve(model_id)
-    if route is None:
+    matched = snap.route_resolve(model_id)
+    if matched is None:
         raise ApiError(404, f"model: {model_id!r} not found")
-    return HttpResponse(orjson.dumps({**_model_info(route), "id": model_id, "display_name": model_id}),
+    return HttpResponse(orjson.dumps({**_model_info(matched), "id": model_id, "display_name": model_id}),
                         content_type="application/json")

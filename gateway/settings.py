@@ -60,7 +60,7 @@ if not SECRET_KEY:
         raise ImproperlyConfigured(
             "DRAGOMAN_SECRET_KEY must be set when DEBUG is off (make run sets DEBUG=1 for local use)"
         )
-    SECRET_KEY = "dragoman-insecure-development-key"  # noqa: S105 - DEBUG only
+    SECRET_KEY = "dragoman-insecure-development-key"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
@@ -28,7 +29,7 @@ class ExchangeAdmin(admin.ModelAdmin):
     date_hierarchy = None
     readonly_fields = [f.name for f in Exchange._meta.fields]
 
-    def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Exchange]:
         qs = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name == "inspector_exchange_changelist":
             qs = qs.defer("client_request", "upstream_request", "upstream_response", "client_response", "notes",

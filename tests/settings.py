@@ -9,7 +9,7 @@ os.environ.setdefault("DRAGOMAN_SECRET_KEY", "test-only-secret-key-not-for-produ
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("DRAGOMAN_INSPECTOR_FLUSH_SECONDS", "0.05")
 
-from gateway.settings import *  # noqa: E402,F403
+from gateway.settings import *  # noqa: F403
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not Django's shared-cache in-memory test DB: the inspector writes from its own

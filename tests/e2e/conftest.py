@@ -101,7 +101,7 @@ keys:
            "DJANGO_SETTINGS_MODULE": "gateway.settings", "DRAGOMAN_INSPECTOR_FLUSH_SECONDS": "0.05"}
     gw = Gateway(url=f"http://127.0.0.1:{port}", key=E2E_KEY, mock=mock_backend, env=env)
     gw.manage("migrate", "--noinput")
-    log = open(tmp / "daphne.log", "wb")  # noqa: SIM115 - closed below
+    log = open(tmp / "daphne.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                              "gateway.asgi:application"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
