@@ -266,7 +266,13 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
             if ended:
                 break
         if not ended:
-            yield emit(translator.finish())
+            if translator.upstream_finished:
+                # A missing "data: [DONE]" after a finish_reason is common and harmless.
+                yield emit(translator.finish())
+            else:
+                yield emit(translator.fail(ApiError(
+                    500, f"backend {route.backend.name} ended the stream before finishing the message",
+                    source="backend")))
     except httpx.HTTPError as exc:
         if not ended:
             error = transport_error(backend=route.backend.name, exc=exc)
@@ -280,16 +286,11 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
     finally:
         await resp.aclose()
         record.status = 200
-        message = getattr(translator, "message", None)
-        if callable(message):
-            message = message()
-        if isinstance(message, dict):
-            record.stop_reason = message.get("stop_reason") or ""
-            record.usage = message.get("usage") or {}
+        message = translator.message
+        record.stop_reason = message.get("stop_reason") or ""
+        record.usage = message.get("usage") or {}
         record.upstream_response = {"status": resp.status_code, "chunks": upstream_log}
-        record.client_response = {"events": client_log}
-        if full and isinstance(message, dict):
-            record.client_response["message"] = message
+        record.client_response = {"events": client_log, "message": message} if full else {}
         record.mark("finished")
         recorder.submit(record)
 

@@ -199,3 +199,20 @@ async def test_non_json_chunk_ends_with_an_error_event(gateway_setup: str, upstr
     events = await stream_events(await post(user_request(stream=True)))
     assert events[-1][0] == "error"
     assert "not JSON" in events[-1][1]["error"]["message"]
+
+
+async def test_stream_cut_before_finish_reason_is_an_error_even_without_transport_error(
+    gateway_setup: str, upstream: Upstream
+) -> None:
+    upstream.handler = lambda request: sse_response(b'data: {"choices":[{"index":0,"delta":{"content":"par"}}]}\n\n')
+    events = await stream_events(await post(user_request(stream=True)))
+    assert events[-1][0] == "error"
+    assert "before finishing" in events[-1][1]["error"]["message"]
+
+
+async def test_missing_done_after_finish_reason_still_completes(gateway_setup: str, upstream: Upstream) -> None:
+    body = sse_chunks([{"content": "ok"}]).replace(b"data: [DONE]\n\n", b"")
+    upstream.handler = lambda request: sse_response(body)
+    events = await stream_events(await post(user_request(stream=True)))
+    assert [n for n, _ in events][-2:] == ["message_delta", "message_stop"]
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"

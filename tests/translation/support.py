@@ -28,7 +28,7 @@ def claude_code_body(name: str) -> dict[str, Any]:
     return body
 
 
-def request_make(messages: list[dict[str, Any]] | str = "hi", **fields: Any) -> MessagesRequest:
+def request_make(messages: list[Any] | str = "hi", **fields: Any) -> MessagesRequest:
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     return MessagesRequest.model_validate({"model": "claude-test", "max_tokens": 100, "messages": messages, **fields})

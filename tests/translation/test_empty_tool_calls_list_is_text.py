@@ -32,7 +32,7 @@ def test_content_with_empty_tool_calls_translates_to_text_when_not_streamed() ->
 
 
 def test_finish_reason_tool_calls_without_any_call_is_end_turn() -> None:
-    events, translator = stream_run([chunk({"content": "done", "tool_calls": []}, finish="tool_calls")])
+    _, translator = stream_run([chunk({"content": "done", "tool_calls": []}, finish="tool_calls")])
     assert translator.stop_reason == "end_turn"
     body = {"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"content": "done", "tool_calls": []}}]}
     message, _ = translate_response(body, caps_make(), request=request_make(), message_id="msg_1")

@@ -82,7 +82,7 @@ def test_prefill_rewrite_strips_a_repeated_prefix_from_a_stream_split_anywhere(p
 
 
 def test_prefill_rewrite_stream_releases_held_text_when_a_tool_call_follows() -> None:
-    events, translator = stream_run([
+    _, translator = stream_run([
         chunk({"content": "The ans"}),
         chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{}"}}]}),
         chunk(finish="tool_calls"),

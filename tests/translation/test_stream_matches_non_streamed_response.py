@@ -64,10 +64,6 @@ def completions(draw: Any) -> dict[str, Any]:
         "first_index": draw(st.sampled_from([0, 0, 1])),
         "vllm_double_reasoning": draw(st.booleans()),
         "empty_tool_calls_on_text": draw(st.booleans()),
-        "splits": {
-            "reasoning": _split(draw, draw(st.just("")) or "") if False else None,
-        },
-        "draw": draw,
     }
 
 
@@ -83,8 +79,7 @@ def body_render(c: dict[str, Any]) -> dict[str, Any]:
     return {"object": "chat.completion", "choices": [choice], "usage": c["usage"]}
 
 
-def chunks_render(c: dict[str, Any]) -> list[dict[str, Any]]:
-    draw = c["draw"]
+def chunks_render(c: dict[str, Any], draw: Any) -> list[dict[str, Any]]:
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
     for piece in _split(draw, c["reasoning"] or ""):
         delta: dict[str, Any] = {"reasoning_content": piece}
@@ -117,8 +112,9 @@ def chunks_render(c: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(completion=completions())
-def test_any_chunking_streams_to_the_message_translate_response_builds(completion: dict[str, Any]) -> None:
+@given(completion=completions(), data=st.data())
+def test_any_chunking_streams_to_the_message_translate_response_builds(completion: dict[str, Any],
+                                                                       data: st.DataObject) -> None:
     if completion["prefilled"]:
         request = request_make([{"role": "user", "content": "q"}, {"role": "assistant", "content": PREFILL}],
                                stop_sequences=["END"])
@@ -126,7 +122,7 @@ def test_any_chunking_streams_to_the_message_translate_response_builds(completio
     else:
         request, caps = request_make(stop_sequences=["END"]), caps_make("vllm")
     expected, _ = translate_response(body_render(completion), caps, request=request, message_id="msg_prop")
-    events, translator = stream_run(chunks_render(completion), caps=caps, request=request, message_id="msg_prop")
+    events, translator = stream_run(chunks_render(completion, data.draw), caps=caps, request=request, message_id="msg_prop")
 
     assert stream_validate(events) is None
     accumulated = sdk_accumulate(events)

@@ -173,6 +173,12 @@ class ChatStreamTranslator:
         return out
 
     @property
+    def upstream_finished(self) -> bool:
+        """Whether the backend said it was done (a ``finish_reason``); a stream that ends without
+        one was cut off, whatever its transport said."""
+        return bool(self._finishes)
+
+    @property
     def stop_reason(self) -> str | None:
         return self._stop_reason
 
@@ -339,7 +345,9 @@ class ChatStreamTranslator:
         if tool.opened:
             if not tool.closed:
                 self._tool_emit(tool, len(self._content) - 1, out)
-        elif tool.name and (tool.id or tool.raw) and (self._open is None or self._open[0] != "tool"):
+        elif (tool.name and (tool.id or tool.raw) and (self._open is None or self._open[0] != "tool")
+              and not any(other.key < tool.key for other in self._pending)):
+            # Calls open in key order: a later call never overtakes an earlier one still waiting.
             self._prefix_release(out)
             self._tool_open(tool, out)
 
