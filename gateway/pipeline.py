@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -22,7 +22,12 @@ from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from gateway.upstream import client_for, transport_error, upstream_error
 from inspector.recorder import ExchangeRecord, headers_mask, recorder
 from translation.errors import ApiError
-from translation.schemas import MessagesRequest, count_tokens_request_parse, messages_request_parse
+from translation.schemas import (
+    CountTokensRequest,
+    MessagesRequest,
+    count_tokens_request_parse,
+    messages_request_parse,
+)
 from translation.sse import SSEDecoder, sse_encode
 from translation.tokens import tokens_estimate
 
@@ -86,38 +91,55 @@ def route_for(snap: Snapshot, model: str, key: KeyInfo) -> RouteInfo:
     return route
 
 
-def _record_route(record: ExchangeRecord, route: RouteInfo, req: MessagesRequest) -> None:
-    record.backend_name = route.backend.name
-    record.upstream_model = route.upstream_model or req.model
-    record.preset = route.backend.preset
-
-
 def _record_error(record: ExchangeRecord, error: ApiError) -> None:
     record.status = error.status
     record.error_type = error.type
     record.error_message = error.message
 
 
-async def messages_create(request: HttpRequest) -> HttpResponseBase:
-    record = _record_start(request, "messages")
+Parsed = TypeVar("Parsed", MessagesRequest, CountTokensRequest)
+
+
+async def _admit(request: HttpRequest, record: ExchangeRecord,
+                 parse: Callable[[bytes], Parsed]) -> tuple[Parsed, RouteInfo]:
+    """Body, key, schema, route: in that order, so each failure is the one a client should fix first."""
+    raw = _body_read(request, record)
+    snap = await snapshot_get()
+    key = key_authenticate(request, snap)
+    record.key_id, record.key_name = key.id, key.name
+    req = parse(raw)
+    record.client_model = req.model
+    route = route_for(snap, req.model, key)
+    record.backend_name = route.backend.name
+    record.upstream_model = route.upstream_model or req.model
+    record.preset = route.backend.preset
+    return req, route
+
+
+async def _handle(request: HttpRequest, endpoint: str,
+                  serve: Callable[[HttpRequest, ExchangeRecord], Awaitable[HttpResponseBase]]) -> HttpResponseBase:
+    """Run ``serve``; every failure becomes the Anthropic envelope and is recorded, never a 500 page."""
+    record = _record_start(request, endpoint)
     try:
-        raw = _body_read(request, record)
-        snap = await snapshot_get()
-        key = key_authenticate(request, snap)
-        record.key_id, record.key_name = key.id, key.name
-        req = messages_request_parse(raw)
-        record.client_model, record.stream = req.model, req.stream
-        route = route_for(snap, req.model, key)
-        _record_route(record, route, req)
-        if req.stream:
-            return await _stream_open(req, route, record)
-        return await _complete(req, route, record)
+        return await serve(request, record)
     except ApiError as exc:
         return _fail(record, exc)
     except Exception:
         log.exception("unexpected error in request %s", record.id)
         return _fail(record, ApiError(500, "Internal error in the gateway; the request id identifies it in "
                                            "the inspector", source="backend"))
+
+
+async def messages_create(request: HttpRequest) -> HttpResponseBase:
+    return await _handle(request, "messages", _messages_serve)
+
+
+async def _messages_serve(request: HttpRequest, record: ExchangeRecord) -> HttpResponseBase:
+    req, route = await _admit(request, record, messages_request_parse)
+    record.stream = req.stream
+    if req.stream:
+        return await _stream_open(req, route, record)
+    return await _complete(req, route, record)
 
 
 def _fail(record: ExchangeRecord, error: ApiError) -> HttpResponse:
@@ -296,29 +318,19 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
 
 
 async def count_tokens(request: HttpRequest) -> HttpResponseBase:
-    record = _record_start(request, "count_tokens")
-    try:
-        raw = _body_read(request, record)
-        snap = await snapshot_get()
-        key = key_authenticate(request, snap)
-        record.key_id, record.key_name = key.id, key.name
-        req = count_tokens_request_parse(raw)
-        record.client_model = req.model
-        route = route_for(snap, req.model, key)
-        record.backend_name = route.backend.name
-        count = tokens_estimate(req)
-        result = {"input_tokens": count}
-        record.status = 200
-        record.usage = {"input_tokens": count, "counted": "estimate"}
-        record.client_response = {"body": result}
-        record.mark("finished")
-        recorder.submit(record)
-        return HttpResponse(orjson.dumps(result), content_type="application/json")
-    except ApiError as exc:
-        return _fail(record, exc)
-    except Exception:
-        log.exception("unexpected error in request %s", record.id)
-        return _fail(record, ApiError(500, "Internal error in the gateway", source="backend"))
+    return await _handle(request, "count_tokens", _count_tokens_serve)
+
+
+async def _count_tokens_serve(request: HttpRequest, record: ExchangeRecord) -> HttpResponseBase:
+    req, _route = await _admit(request, record, count_tokens_request_parse)
+    count = tokens_estimate(req)
+    result = {"input_tokens": count}
+    record.status = 200
+    record.usage = {"input_tokens": count, "counted": "estimate"}
+    record.client_response = {"body": result}
+    record.mark("finished")
+    recorder.submit(record)
+    return HttpResponse(orjson.dumps(result), content_type="application/json")
 
 
 def _model_info(route: RouteInfo) -> dict[str, Any]:
