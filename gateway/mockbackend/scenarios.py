@@ -171,7 +171,8 @@ def message_text(content: Any) -> str:
 
 def directive_find(messages: Any) -> tuple[str | None, dict[str, str]]:
     """The `[[mock:NAME k=v ...]]` directive of the last user message: name and arguments."""
-    for message in reversed(messages if isinstance(messages, list) else ()):
+    history: list[Any] = messages if isinstance(messages, list) else []
+    for message in reversed(history):
         if isinstance(message, dict) and message.get("role") == "user":
             match = DIRECTIVE.search(message_text(message.get("content")))
             if match is None:
