@@ -12,30 +12,21 @@ authenticates with keys, not sessions.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.module_loading import import_string
 
 from gateway.errors import error_response
+from gateway.ids import id_new
 from translation.errors import ApiError
 
 log = logging.getLogger(__name__)
 
 GetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
-
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def request_id_new() -> str:
-    """``req_`` + 24 base62 characters, the shape Anthropic's own request ids have."""
-    return "req_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
-
 
 _GENERIC_MESSAGES = {
     404: "Not found: {method} {path}",
@@ -60,14 +51,11 @@ class RequestIdMiddleware:
             markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        request_id = request_id_new()
+        request_id = id_new("req_")
         request.request_id = request_id  # type: ignore[attr-defined]
-        try:
-            response = await self.get_response(request)
-        except RequestDataTooBig:
-            response = error_response(ApiError(413, "Request body too large"), request_id)
-        except ApiError as exc:
-            response = error_response(exc, request_id)
+        # Exceptions never reach here: Django turns them into responses below each middleware,
+        # so error pages are rewritten after the fact.
+        response = await self.get_response(request)
         if (
             response.status_code >= 400
             and _is_api(request)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,8 +15,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from gateway.backends import adapter_for
-from gateway.backends.base import StreamTranslator
+from gateway.backends.base import BackendAdapter, StreamTranslator, UpstreamCall
 from gateway.errors import error_response
+from gateway.ids import id_new
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from gateway.upstream import client_for, transport_error, upstream_error
 from inspector.recorder import ExchangeRecord, headers_mask, recorder
@@ -33,12 +33,7 @@ from translation.tokens import tokens_estimate
 
 log = logging.getLogger(__name__)
 
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _PING = object()
-
-
-def message_id_new() -> str:
-    return "msg_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
 def _record_start(request: HttpRequest, endpoint: str) -> ExchangeRecord:
@@ -91,12 +86,6 @@ def route_for(snap: Snapshot, model: str, key: KeyInfo) -> RouteInfo:
     return route
 
 
-def _record_error(record: ExchangeRecord, error: ApiError) -> None:
-    record.status = error.status
-    record.error_type = error.type
-    record.error_message = error.message
-
-
 Parsed = TypeVar("Parsed", MessagesRequest, CountTokensRequest)
 
 
@@ -143,18 +132,23 @@ async def _messages_serve(request: HttpRequest, record: ExchangeRecord) -> HttpR
 
 
 def _fail(record: ExchangeRecord, error: ApiError) -> HttpResponse:
-    _record_error(record, error)
+    record.status, record.error_type, record.error_message = error.status, error.type, error.message
     record.mark("finished")
     recorder.submit(record)
     return error_response(error, record.id)
 
 
-async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponse:
+def _upstream_prepare(req: MessagesRequest, route: RouteInfo,
+                      record: ExchangeRecord) -> tuple[BackendAdapter, UpstreamCall, httpx.AsyncClient]:
     adapter = adapter_for(route.backend)
     call = adapter.call_build(req=req, route=route)
     record.notes.extend(n.as_dict() for n in call.notes)
     record.upstream_request = {"url": call.url, "headers": headers_mask(call.headers), "body": call.body}
-    client = client_for(route.backend)
+    return adapter, call, client_for(route.backend)
+
+
+async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponse:
+    adapter, call, client = _upstream_prepare(req, route, record)
     try:
         resp = await client.post(call.url, content=orjson.dumps(call.body), headers=call.headers)
     except httpx.HTTPError as exc:
@@ -171,7 +165,7 @@ async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeReco
                        source="backend") from None
     if not isinstance(body, dict):
         raise ApiError(500, f"backend {route.backend.name} returned JSON that is not an object", source="backend")
-    message, notes = adapter.response_translate(body=body, req=req, route=route, message_id=message_id_new())
+    message, notes = adapter.response_translate(body=body, req=req, route=route, message_id=id_new("msg_"))
     record.notes.extend(n.as_dict() for n in notes)
     record.status = 200
     record.stop_reason = message.get("stop_reason") or ""
@@ -185,11 +179,7 @@ async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeReco
 async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponseBase:
     """Send the upstream request and wait for its status: failures before the first byte are real
     HTTP errors (SDKs retry those), failures after it become ``event: error``."""
-    adapter = adapter_for(route.backend)
-    call = adapter.call_build(req=req, route=route)
-    record.notes.extend(n.as_dict() for n in call.notes)
-    record.upstream_request = {"url": call.url, "headers": headers_mask(call.headers), "body": call.body}
-    client = client_for(route.backend)
+    adapter, call, client = _upstream_prepare(req, route, record)
     upstream = client.build_request("POST", call.url, content=orjson.dumps(call.body), headers=call.headers)
     try:
         resp = await client.send(upstream, stream=True)
@@ -205,7 +195,7 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
             await resp.aclose()
         record.upstream_response = {"status": resp.status_code, "body_raw": body}
         raise upstream_error(backend=route.backend.name, status=resp.status_code, body=body, headers=resp.headers)
-    translator = adapter.stream_translator(req=req, route=route, message_id=message_id_new(),
+    translator = adapter.stream_translator(req=req, route=route, message_id=id_new("msg_"),
                                            input_tokens=tokens_estimate(req))
     response = StreamingHttpResponse(_stream_relay(resp, translator, record, route),
                                      content_type="text/event-stream")
@@ -297,11 +287,7 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
                     source="backend")))
     except httpx.HTTPError as exc:
         if not ended:
-            error = transport_error(backend=route.backend.name, exc=exc)
-            if isinstance(exc, httpx.RemoteProtocolError):
-                error = ApiError(500, f"backend {route.backend.name} closed the stream before it was complete",
-                                 source="backend")
-            yield emit(translator.fail(error))
+            yield emit(translator.fail(transport_error(backend=route.backend.name, exc=exc)))
     except (asyncio.CancelledError, GeneratorExit):
         record.disconnected = True
         raise
@@ -309,6 +295,7 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
         await resp.aclose()
         record.status = 200
         message = translator.message
+        record.notes.extend(n.as_dict() for n in translator.notes)
         record.stop_reason = message.get("stop_reason") or ""
         record.usage = message.get("usage") or {}
         record.upstream_response = {"status": resp.status_code, "chunks": upstream_log}

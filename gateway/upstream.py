@@ -87,6 +87,9 @@ def transport_error(*, backend: str, exc: Exception) -> ApiError:
         kind = "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
         return ApiError(504, f"backend {backend} timed out ({kind} timeout)", type="timeout_error",
                         source="transient")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return ApiError(500, f"backend {backend} closed the connection before the response was complete",
+                        source="backend")
     if isinstance(exc, httpx.ConnectError):
         return ApiError(500, f"backend {backend} is unreachable: connection refused or failed",
                         source="transient")
