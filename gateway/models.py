@@ -73,6 +73,10 @@ def _capability_field(name: str, default: Any) -> models.Field[Any, Any]:
     help_text = FIELD_HELP.get(name, "") + " Empty: use the preset's value."
     if isinstance(default, bool):
         return models.BooleanField(null=True, blank=True, default=None, help_text=help_text)
+    if isinstance(default, int):
+        return models.PositiveIntegerField(null=True, blank=True, default=None, help_text=help_text)
+    if isinstance(default, dict):
+        return models.JSONField(null=True, blank=True, default=None, help_text=help_text)
     if isinstance(default, tuple):
         return models.CharField(max_length=200, null=True, blank=True, default=None,
                                 help_text=help_text + " Comma-separated.")

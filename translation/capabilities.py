@@ -8,35 +8,86 @@ behaviour is never decided from a model-name substring. Backends start from a *p
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 PREFILL_STRATEGIES = ("native", "continue_final_message", "prefix_flag", "rewrite", "reject")
+PREFILL_THINKING_POLICIES = ("allow", "disable_thinking", "reject")
 SYSTEM_MESSAGE_POLICIES = ("hoist", "keep", "reject")
+REASONING_REPLAY_POLICIES = ("always", "tool_turns", "never")
+THINKING_CONTROLS = ("none", "enable_thinking", "template_thinking", "reasoning_effort",
+                     "thinking_object", "reasoning_object", "native")
+TOOL_CHOICE_SUPPORT = ("full", "no_required", "auto_only", "omit")
+FOREIGN_THINKING_POLICIES = ("drop", "to_text")
+IMAGE_POLICIES = ("pass", "placeholder", "reject")
+
+# Fields the prefill strategy sets: no drop_fields or extra_body may remove or change them.
+PROTECTED_BODY_FIELDS = ("continue_final_message", "add_generation_prompt")
 
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    # How a trailing assistant message (prefill) reaches the backend; see protocol.md §6.
+    # -- prefill (protocol.md §6) --
+    # How a trailing assistant message (prefill) reaches the backend.
     prefill: str = "native"
     # Message flag that marks the trailing assistant message as a prefix when prefill is
     # "prefix_flag" (DeepSeek: "prefix", Kimi: "partial").
     prefix_flag_name: str = "prefix"
+    # Prefill while thinking is on: pass both, turn thinking off for that request, or 400.
+    prefill_with_thinking: str = "allow"
+    # Remove trailing whitespace from a prefill (Anthropic answers 400 to it).
+    prefill_trim_whitespace: bool = False
+    # -- reasoning and thinking (protocol.md §7.3, §9.1) --
     # Message fields the backend puts its reasoning text in, read in this order.
     reasoning_fields_in: tuple[str, ...] = ("reasoning_content", "reasoning")
     # Field that carries history ``thinking`` back on assistant messages ("" = never send it).
     reasoning_field_out: str = "reasoning_content"
+    # Which assistant turns get their thinking back: every turn, only turns that called tools
+    # (DeepSeek thinking mode, Kimi: 400 without it), or none (legacy DeepSeek R1: 400 with it).
+    reasoning_replay: str = "always"
+    # Sent as the reasoning of a tool-call turn that has none, under reasoning_replay=tool_turns.
+    reasoning_placeholder: str = ""
+    # The backend knob that the client's ``thinking`` / ``output_config.effort`` turns.
+    thinking_control: str = "none"
+    # -- output and sampling --
     # Name of the output-token limit field.
     max_tokens_field: str = "max_tokens"
-    # Ask for usage in streams (``stream_options.include_usage``).
-    stream_usage: bool = True
+    # Largest max_tokens the backend accepts (0 = no limit): larger requests are clamped.
+    max_tokens_cap: int = 0
     # Send Anthropic's ``top_k`` (vLLM, SGLang, llama.cpp, Ollama accept it; OpenAI rejects it).
     top_k: bool = True
+    # The backend rejects temperature together with top_p (current Claude): keep temperature.
+    sampling_exclusive: bool = False
+    # Ask for usage in streams (``stream_options.include_usage``).
+    stream_usage: bool = True
+    # -- tools and content --
+    # tool_choice the backend accepts: everything, no "required"/named, only auto, or none at all.
+    tool_choice: str = "full"
+    # The backend accepts ``parallel_tool_calls``.
+    parallel_tool_calls: bool = True
+    # Images: pass them, replace them by a text placeholder (text-only model), or answer 400.
+    images: str = "pass"
+    # -- system prompt --
     # Drop Claude Code's per-request ``x-anthropic-billing-header`` system block (it defeats
     # prefix caching on local backends).
     strip_billing_header: bool = True
     # What to do with ``role: system`` messages inside ``messages``.
     system_messages: str = "hoist"
+    # -- native Anthropic backends (protocol.md §9.4) --
+    # Thinking blocks the gateway made from another backend's reasoning: drop them, or send
+    # their text as a text block (never as thinking Claude would reject).
+    foreign_thinking: str = "drop"
+    # ``anthropic-beta`` values forwarded ("*" = all; empty = none).
+    betas: tuple[str, ...] = ("*",)
+    # Keep ``cache_control.ttl`` / ``scope`` (newer extensions some endpoints reject).
+    cache_control_extensions: bool = True
+    # -- escape hatches --
+    # Top-level body fields removed from every upstream request (after all other rewrites).
+    drop_fields: tuple[str, ...] = ()
+    # JSON object merged into every upstream body (objects merge key by key).
+    extra_body: dict[str, Any] = field(default_factory=dict, hash=False)
+    # Extra HTTP headers sent to the backend.
+    extra_headers: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def replace(self, **changes: Any) -> Capabilities:
         return capabilities_build(base=self, overrides=changes)
@@ -47,56 +98,123 @@ class Capabilities:
 
 FIELD_HELP: dict[str, str] = {
     "prefill": "How a trailing assistant message (prefill) is sent: native (as is), "
-    "continue_final_message (vLLM/SGLang flags), prefix_flag, rewrite, or reject.",
+    "continue_final_message (vLLM/SGLang flags), prefix_flag (DeepSeek prefix / Kimi partial), "
+    "rewrite (a user turn asks to continue; for backends that reject prefill such as Claude 4.6+ "
+    "and OpenAI), or reject (clear 400).",
     "prefix_flag_name": "Flag set to true on the trailing assistant message when prefill is "
     "prefix_flag (DeepSeek: prefix, Kimi: partial).",
+    "prefill_with_thinking": "Prefill while thinking is on: allow, disable_thinking for that request "
+    "(llama.cpp answers 400 'Assistant response prefill is incompatible with enable_thinking'; "
+    "thinking templates misfile the continuation), or reject.",
+    "prefill_trim_whitespace": "Trim trailing whitespace from a prefill (Anthropic answers 400 to it).",
     "reasoning_fields_in": "Response fields read as reasoning, in order (vLLM moved from "
     "reasoning_content to reasoning).",
     "reasoning_field_out": "Assistant-message field that carries replayed thinking; empty to never send it.",
+    "reasoning_replay": "Which history turns get their thinking back: always, tool_turns (only turns "
+    "with tool calls, as DeepSeek thinking mode and Kimi require), or never (legacy DeepSeek R1).",
+    "reasoning_placeholder": "Reasoning sent on a tool-call turn that has none when reasoning_replay "
+    "is tool_turns (DeepSeek accepts an empty string).",
+    "thinking_control": "How the client's thinking setting reaches the backend: none, enable_thinking "
+    "(chat_template_kwargs.enable_thinking: Qwen3, GLM), template_thinking (chat_template_kwargs.thinking: "
+    "DeepSeek V3.1, Kimi on vLLM), reasoning_effort, thinking_object (thinking: {type}: DeepSeek, Kimi), "
+    "reasoning_object (reasoning: {effort|max_tokens|enabled}: OpenRouter), native (Anthropic).",
     "max_tokens_field": "Output-token limit field: max_tokens, or max_completion_tokens for OpenAI.",
-    "stream_usage": "Send stream_options.include_usage so streams report token usage.",
+    "max_tokens_cap": "Largest output-token limit the backend accepts; larger requests are clamped "
+    "(0: no limit).",
     "top_k": "Forward top_k (OpenAI rejects unknown sampling fields).",
+    "sampling_exclusive": "The backend rejects temperature and top_p together: top_p is dropped.",
+    "stream_usage": "Send stream_options.include_usage so streams report token usage.",
+    "tool_choice": "tool_choice the backend accepts: full, no_required (any becomes auto), auto_only, "
+    "or omit (never sent).",
+    "parallel_tool_calls": "The backend accepts parallel_tool_calls (sent for disable_parallel_tool_use).",
+    "images": "Images: pass, placeholder (replace by a text note, for text-only models), or reject (400).",
     "strip_billing_header": "Remove Claude Code's per-request x-anthropic-billing-header system block.",
     "system_messages": "role:system messages inside messages: hoist into the system prompt, keep, or reject.",
+    "foreign_thinking": "Native Anthropic backends: thinking blocks made by the gateway from another "
+    "backend's reasoning are dropped, or sent as text (never with a signature Claude would reject).",
+    "betas": "Native Anthropic backends: anthropic-beta values forwarded; * for all, empty for none.",
+    "cache_control_extensions": "Native Anthropic backends: keep cache_control ttl/scope (some endpoints "
+    "reject them).",
+    "drop_fields": "Top-level body fields removed from every upstream request.",
+    "extra_body": "JSON object merged into every upstream request body.",
+    "extra_headers": "JSON object of extra HTTP headers sent to the backend.",
 }
+
+# Admin form sections, in order: every field appears in exactly one group.
+FIELD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Prefill", ("prefill", "prefix_flag_name", "prefill_with_thinking", "prefill_trim_whitespace")),
+    ("Reasoning and thinking", ("reasoning_fields_in", "reasoning_field_out", "reasoning_replay",
+                                "reasoning_placeholder", "thinking_control")),
+    ("Output and sampling", ("max_tokens_field", "max_tokens_cap", "top_k", "sampling_exclusive",
+                             "stream_usage")),
+    ("Tools and content", ("tool_choice", "parallel_tool_calls", "images")),
+    ("System prompt", ("strip_billing_header", "system_messages")),
+    ("Native Anthropic backends", ("foreign_thinking", "betas", "cache_control_extensions")),
+    ("Escape hatches", ("drop_fields", "extra_body", "extra_headers")),
+)
 
 CAPABILITY_CHOICES: dict[str, tuple[str, ...]] = {
     "prefill": PREFILL_STRATEGIES,
+    "prefill_with_thinking": PREFILL_THINKING_POLICIES,
+    "reasoning_replay": REASONING_REPLAY_POLICIES,
+    "thinking_control": THINKING_CONTROLS,
     "system_messages": SYSTEM_MESSAGE_POLICIES,
     "max_tokens_field": ("max_tokens", "max_completion_tokens"),
+    "tool_choice": TOOL_CHOICE_SUPPORT,
+    "foreign_thinking": FOREIGN_THINKING_POLICIES,
+    "images": IMAGE_POLICIES,
 }
 
-# One table: each preset says only where it differs from the defaults, and why.
+# One table: each preset says only where it differs from the defaults, and why (the README's
+# presets table repeats these reasons for operators).
 PRESETS: dict[str, dict[str, Any]] = {
-    # Anthropic's own behaviour: passes a trailing assistant message through as is.
+    # Anthropic semantics, no assumptions about the backend.
     "generic": {},
     # vLLM: prefill needs continue_final_message + add_generation_prompt:false; current vLLM
-    # writes and reads "reasoning" (it renamed reasoning_content, PR #27752 / #33402).
-    "vllm": {"prefill": "continue_final_message", "reasoning_field_out": "reasoning"},
-    # SGLang: continue_final_message; reasoning_content both ways.
-    "sglang": {"prefill": "continue_final_message"},
-    # llama.cpp: a trailing assistant message is continued automatically (--prefill-assistant).
-    "llamacpp": {"prefill": "native"},
-    # Ollama /v1: "reasoning" both ways.
-    "ollama": {"prefill": "native", "reasoning_field_out": "reasoning"},
-    # OpenAI: no prefill, no reasoning text, max_completion_tokens, no top_k.
+    # writes and reads "reasoning" (it renamed reasoning_content, PR #27752 / #33402); Qwen3-style
+    # templates switch thinking with chat_template_kwargs.enable_thinking, and a prefill under an
+    # open <think> is misfiled by the reasoning parser, so prefill turns thinking off.
+    "vllm": {"prefill": "continue_final_message", "reasoning_field_out": "reasoning",
+             "thinking_control": "enable_thinking", "prefill_with_thinking": "disable_thinking"},
+    # SGLang: continue_final_message; reasoning_content both ways; enable_thinking (qwen3/glm45
+    # parsers; set thinking_control=template_thinking for deepseek-v3/kimi_k2).
+    "sglang": {"prefill": "continue_final_message", "thinking_control": "enable_thinking",
+               "prefill_with_thinking": "disable_thinking"},
+    # llama.cpp: a trailing assistant message is continued automatically (--prefill-assistant)
+    # but 400s with thinking on ("Assistant response prefill is incompatible with enable_thinking").
+    "llamacpp": {"prefill": "native", "thinking_control": "enable_thinking",
+                 "prefill_with_thinking": "disable_thinking"},
+    # Ollama /v1: "reasoning" both ways; reasoning_effort switches thinking.
+    "ollama": {"prefill": "native", "reasoning_field_out": "reasoning", "thinking_control": "reasoning_effort"},
+    # OpenAI: no prefill, no reasoning text, max_completion_tokens, no top_k, reasoning_effort.
     "openai": {
         "prefill": "rewrite",
         "reasoning_field_out": "",
+        "reasoning_replay": "never",
         "max_tokens_field": "max_completion_tokens",
         "top_k": False,
+        "thinking_control": "reasoning_effort",
     },
-    # DeepSeek: chat prefix completion is {"prefix": true}; reasoning_content is required on
-    # tool-call turns in thinking mode.
-    "deepseek": {"prefill": "prefix_flag", "top_k": False},
-    # Kimi / Moonshot: {"partial": true} prefill; reasoning_content.
-    "kimi": {"prefill": "prefix_flag", "prefix_flag_name": "partial", "top_k": False},
-    # OpenRouter: "reasoning" string both ways; no portable prefill.
-    "openrouter": {"prefill": "native", "reasoning_field_out": "reasoning"},
-    # Native Anthropic up to Claude 4.5: prefill is native; keep Claude Code's system blocks.
-    "anthropic": {"prefill": "native", "strip_billing_header": False},
-    # Claude 4.6 and later answer 400 to a prefill.
-    "anthropic-no-prefill": {"prefill": "rewrite", "strip_billing_header": False},
+    # DeepSeek: chat prefix completion is {"prefix": true}; in thinking mode reasoning_content is
+    # required (even "") on tool-call turns and ignored elsewhere; thinking: {type}; no top_k.
+    "deepseek": {"prefill": "prefix_flag", "top_k": False, "reasoning_replay": "tool_turns",
+                 "thinking_control": "thinking_object"},
+    # Kimi / Moonshot: {"partial": true} prefill; reasoning_content required on tool-call turns
+    # with thinking on; thinking must be an object.
+    "kimi": {"prefill": "prefix_flag", "prefix_flag_name": "partial", "top_k": False,
+             "reasoning_replay": "tool_turns", "thinking_control": "thinking_object"},
+    # OpenRouter: "reasoning" string both ways, reasoning: {...} request object; passes a trailing
+    # assistant message to providers that continue it.
+    "openrouter": {"prefill": "native", "reasoning_field_out": "reasoning",
+                   "thinking_control": "reasoning_object"},
+    # Native Anthropic up to Claude 4.5: prefill is native; keep Claude Code's system blocks;
+    # thinking passes through; trailing prefill whitespace and temperature+top_p are 400s.
+    "anthropic": {"prefill": "native", "strip_billing_header": False, "thinking_control": "native",
+                  "prefill_trim_whitespace": True, "sampling_exclusive": True,
+                  "prefill_with_thinking": "disable_thinking"},
+    # Claude 4.6 and later answer 400 to a prefill: rewrite it into a user turn.
+    "anthropic-no-prefill": {"prefill": "rewrite", "strip_billing_header": False, "thinking_control": "native",
+                             "prefill_trim_whitespace": True, "sampling_exclusive": True},
 }
 
 PRESET_CHOICES = tuple(PRESETS)
@@ -111,6 +229,23 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, bool):
             raise CapabilityError(f"capability {name!r} must be true or false, not {value!r}")
         return value
+    if isinstance(default, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CapabilityError(f"capability {name!r} must be a whole number ≥ 0, not {value!r}")
+        return value
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise CapabilityError(f"capability {name!r} must be a JSON object, not {value!r}")
+        if name == "extra_body":
+            clash = sorted(set(value) & set(PROTECTED_BODY_FIELDS))
+            if clash:
+                raise CapabilityError(f"capability 'extra_body' may not set {', '.join(clash)}: the prefill "
+                                      "capability owns them")
+        if name == "extra_headers" and not all(isinstance(v, str) for v in value.values()):
+            raise CapabilityError("capability 'extra_headers' values must be strings")
+        return dict(value)
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -166,11 +166,15 @@ def tool_id_make(raw: Any, *, message_id: str, ordinal: int, used: set[str]) -> 
     return cid
 
 
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
 def _loads(text: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)  # integers beyond 64 bits
+    # orjson rejects integers beyond 64 bits, or (just past the negative limit) silently makes them
+    # floats: the stdlib parser keeps such numbers exact.
+    if _LONG_NUMBER.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
 
 
 def tool_input_parse(arguments: str) -> tuple[dict[str, Any], str | None, str]:
