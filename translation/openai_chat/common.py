@@ -12,9 +12,7 @@ from typing import Any
 
 import orjson
 
-from translation.capabilities import Capabilities
 from translation.errors import ApiError
-from translation.schemas import MessagesRequest, TextBlock, ToolUseBlock
 from translation.signature import signature_mint
 
 CHAT_SIGNATURE_PAYLOAD: dict[str, Any] = {"src": "chat"}
@@ -268,20 +266,3 @@ def json_close_suffix(text: str) -> str | None:
     except ValueError:
         return None
     return suffix if isinstance(value, dict) else None
-
-
-def prefill_rewrite_prefix(request: MessagesRequest, caps: Capabilities) -> str:
-    """The prefill text a ``prefill=rewrite`` backend was asked to continue ("" if none).
-
-    Such a backend may repeat it at the start of its reply; Anthropic semantics say the reply
-    continues the prefill without echoing it, so the translators strip a repeated prefix.
-    """
-    if caps.prefill != "rewrite":
-        return ""
-    last = request.messages[-1]
-    if last.role != "assistant":
-        return ""
-    blocks = last.blocks()
-    if any(isinstance(b, ToolUseBlock) for b in blocks):
-        return ""
-    return "".join(b.text for b in blocks if isinstance(b, TextBlock))

@@ -13,6 +13,7 @@ import orjson
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
 from translation.notes import RewriteNote
+from translation.prefill import BILLING_HEADER_PREFIX, PREFILL_REWRITE_INSTRUCTION
 from translation.schemas import (
     Base64Source,
     DocumentBlock,
@@ -29,21 +30,12 @@ from translation.schemas import (
     UrlSource,
 )
 
-BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
-
 # Top-level request fields this module maps; anything else (context_management, output_config,
 # cache_control, container, service_tier, ...) is not forwarded.
 _MAPPED_FIELDS = frozenset({
     "model", "max_tokens", "messages", "system", "metadata", "stop_sequences", "stream",
     "temperature", "top_p", "top_k", "tools", "tool_choice",
 })
-
-PREFILL_REWRITE_INSTRUCTION = (
-    "Continue your previous reply from exactly where it stops. Do not repeat any of it: "
-    "output only the continuation. The reply so far is between the markers.\n"
-    "<reply_so_far>\n{text}\n</reply_so_far>"
-)
-
 
 class _Builder:
     """Walks one request; collects the chat messages, the hoisted system text and the notes."""

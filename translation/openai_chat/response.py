@@ -13,13 +13,13 @@ from translation.openai_chat.common import (
     chat_signature,
     content_text,
     fatal_finish_error,
-    prefill_rewrite_prefix,
     reasoning_read,
     stop_reason_decide,
     tool_id_make,
     tool_input_parse,
     usage_from_openai,
 )
+from translation.prefill import prefill_rewrite_prefix
 from translation.schemas import MessagesRequest
 
 
