@@ -330,7 +330,14 @@ class MockServer:
     """One listening socket; `requests` records every chat request (bounded by max_records)."""
 
     def __init__(
-        self, *, default_scenario: str, knobs: Knobs, models: tuple[str, ...], max_records: int
+        self,
+        *,
+        default_scenario: str,
+        knobs: Knobs,
+        models: tuple[str, ...],
+        max_records: int,
+        owned_by: str = "dragoman-mock",
+        version: str = "mock",
     ) -> None:
         if default_scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {default_scenario!r}")
@@ -354,7 +361,7 @@ class MockServer:
                         "id": model,
                         "object": "model",
                         "created": created,
-                        "owned_by": "dragoman-mock",
+                        "owned_by": owned_by,
                         "max_model_len": MAX_MODEL_LEN,
                     }
                     for model in ids
@@ -365,7 +372,7 @@ class MockServer:
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("GET", "/v1/models"): self._static(self._models_body),
             ("GET", "/health"): self._static(b'{"status":"ok"}'),
-            ("GET", "/version"): self._static(b'{"version":"mock"}'),
+            ("GET", "/version"): self._static(orjson.dumps({"version": version})),
             ("POST", "/tokenize"): self._tokenize,
             ("GET", "/_mock/requests"): self._requests_list,
             ("DELETE", "/_mock/requests"): self._requests_clear,
@@ -617,10 +624,14 @@ async def mock_server_start(
     first_byte_ms: float = 2000.0,
     models: tuple[str, ...] = ("mock",),
     max_records: int = 1000,
+    owned_by: str = "dragoman-mock",
+    version: str = "mock",
 ) -> MockServer:
     """Start a mock backend on the running loop. Keyword defaults apply to every request
     unless a request overrides them (x-mock-* headers or directive arguments). `max_records`
-    bounds `requests` (oldest dropped first) so a long benchmark does not keep every body."""
+    bounds `requests` (oldest dropped first) so a long benchmark does not keep every body.
+    `owned_by` (in /v1/models) and `version` (GET /version) let it pass for a given server,
+    e.g. owned_by="vllm", version="0.11.0" for the admin's probe."""
     knobs = replace(
         Knobs(),
         delay_ms=delay_ms,
@@ -629,7 +640,14 @@ async def mock_server_start(
         stall_ms=stall_ms,
         first_byte_ms=first_byte_ms,
     )
-    server = MockServer(default_scenario=scenario, knobs=knobs, models=models, max_records=max_records)
+    server = MockServer(
+        default_scenario=scenario,
+        knobs=knobs,
+        models=models,
+        max_records=max_records,
+        owned_by=owned_by,
+        version=version,
+    )
     await server.start(host, port)
     return server
 
