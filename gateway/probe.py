@@ -1,0 +1,279 @@
+"""Ask a backend what it is: reachability, the models it serves, the server behind it, a preset.
+
+The admin's "Probe backend" action runs this. The preset it suggests comes only from what the
+server says about itself (its own endpoints, ``owned_by``) or from well-known cloud hosts —
+never from a model-name substring, because the same model runs on every server kind.
+
+Server fingerprints (each answered at the server root, the base URL without ``/v1``):
+
+    vLLM       GET /version          {"version": "0.11.0"}, and /v1/models entries owned_by "vllm"
+    SGLang     GET /get_model_info   {"model_path": ..., "is_generation": ...}
+    llama.cpp  GET /props            {"default_generation_settings": ..., "model_path": ...}
+    Ollama     GET /api/version      {"version": "0.12.3"}
+
+No Django here: the admin calls it through ``asgiref.sync.async_to_sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+# Well-known API hosts and the preset that fits them.
+HOST_PRESETS: dict[str, str] = {
+    "api.openai.com": "openai",
+    "api.deepseek.com": "deepseek",
+    "api.moonshot.ai": "kimi",
+    "api.moonshot.cn": "kimi",
+    "openrouter.ai": "openrouter",
+    "api.anthropic.com": "anthropic",
+}
+
+
+@dataclass
+class ProbeResult:
+    reachable: bool = False
+    # HTTP status of GET {base_url}/models (None when nothing answered).
+    status: int | None = None
+    latency_ms: float | None = None
+    models: list[str] = field(default_factory=list)
+    # e.g. "vLLM 0.11.0", "Ollama 0.12.3", "llama.cpp b6000"; "" when unknown.
+    server: str = ""
+    suggested_preset: str | None = None
+    # What was asked and what answered, one line each, in order.
+    evidence: list[str] = field(default_factory=list)
+    # Why the probe could not do its job (connect error, timeout, rejected key, ...); "" if none.
+    error: str = ""
+
+
+@dataclass
+class _Answer:
+    status: int | None = None
+    json: Any = None
+    text: str = ""
+    error: str = ""
+    latency_ms: float | None = None
+
+
+def server_root(base_url: str) -> str:
+    """The server root of an OpenAI base URL: http://h:8000/v1 -> http://h:8000."""
+    root = base_url.rstrip("/")
+    return root.removesuffix("/v1")
+
+
+def preset_for_host(host: str) -> str | None:
+    host = host.lower().rstrip(".")
+    for known, preset in HOST_PRESETS.items():
+        if host == known or host.endswith("." + known):
+            return preset
+    return None
+
+
+def _snippet(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_message(body: Any, text: str) -> str:
+    """The human part of an error body (OpenAI, Anthropic or FastAPI shapes), else a snippet."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return _snippet(error["message"])
+        for key in ("message", "detail", "error"):
+            if isinstance(body.get(key), str):
+                return _snippet(body[key])
+    return _snippet(text)
+
+
+def _connect_failure(error: httpx.HTTPError, url: str, timeout: float) -> str:
+    where = urlsplit(url).netloc
+    if isinstance(error, httpx.TimeoutException):
+        return f"no answer from {where} within {timeout:g} s ({type(error).__name__})"
+    if isinstance(error, httpx.ConnectError):
+        return f"cannot connect to {where}: {str(error) or 'connection refused'}"
+    return f"request to {where} failed: {type(error).__name__}: {error}"
+
+
+async def _get(client: httpx.AsyncClient, url: str, headers: dict[str, str], timeout_s: float) -> _Answer:
+    started = time.perf_counter()
+    try:
+        response = await client.get(url, headers=headers)
+    except httpx.HTTPError as error:
+        return _Answer(error=_connect_failure(error, url, timeout_s))
+    answer = _Answer(status=response.status_code, text=response.text,
+                     latency_ms=round((time.perf_counter() - started) * 1000, 1))
+    try:
+        answer.json = json.loads(response.content) if response.content else None
+    except ValueError:
+        answer.json = None
+    return answer
+
+
+def _models_from(body: Any) -> tuple[list[str], list[str]] | None:
+    """Model ids and distinct owned_by values from an OpenAI or Anthropic model list."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return None
+    ids: list[str] = []
+    owners: list[str] = []
+    for entry in body["data"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        ids.append(entry["id"])
+        owner = entry.get("owned_by")
+        if isinstance(owner, str) and owner not in owners:
+            owners.append(owner)
+    return ids, owners
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+async def backend_probe(
+    *, base_url: str, kind: str, api_key: str = "",
+    timeout: float = 5.0,  # noqa: ASYNC109 - httpx's per-operation timeout, not one deadline
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ProbeResult:
+    """Probe one backend; never raises for network or protocol trouble (it lands in ``error``).
+
+    ``timeout`` bounds each connect and each read; the root fingerprints are asked concurrently,
+    so a probe takes at most about twice that. ``transport`` is for tests that cannot reach a
+    real host (the cloud host rules)."""
+    result = ProbeResult()
+    models_url = base_url.rstrip("/") + "/models"
+    host = urlsplit(base_url).hostname or ""
+    if kind == "anthropic":
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+    else:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), transport=transport,
+                                 follow_redirects=False) as client:
+        answer = await _get(client, models_url, headers, timeout)
+        if answer.status is None:
+            result.error = answer.error
+            result.evidence.append(f"GET {models_url}: {answer.error}")
+            return _redacted(result, api_key)
+        result.reachable = True
+        result.status = answer.status
+        result.latency_ms = answer.latency_ms
+        owners = _read_models(result, answer, models_url)
+
+        fingerprints: dict[str, _Answer] = {}
+        cloud = preset_for_host(host)
+        if kind != "anthropic" and cloud is None:
+            # Local servers: ask each server kind's own endpoint at the root, all at once. None
+            # of them needs the key, but a proxy in front may, so send it anyway.
+            root = server_root(base_url)
+            paths = ("/version", "/get_model_info", "/props", "/api/version")
+            answers = await asyncio.gather(*(_get(client, root + p, headers, timeout) for p in paths))
+            fingerprints = dict(zip(paths, answers, strict=True))
+
+    _identify(result, kind=kind, cloud=cloud, owners=owners, fingerprints=fingerprints)
+    return _redacted(result, api_key)
+
+
+def _read_models(result: ProbeResult, answer: _Answer, url: str) -> list[str]:
+    if answer.status in (401, 403):
+        result.error = (f"the backend rejected the API key (HTTP {answer.status}): "
+                        f"{_error_message(answer.json, answer.text)}")
+        result.evidence.append(f"GET {url}: HTTP {answer.status}")
+        return []
+    if answer.status != 200:
+        result.error = f"GET {url} answered HTTP {answer.status}: {_error_message(answer.json, answer.text)}"
+        result.evidence.append(f"GET {url}: HTTP {answer.status}")
+        return []
+    listed = _models_from(answer.json)
+    if listed is None:
+        what = "not JSON" if answer.json is None else "JSON without a model list"
+        result.error = f"GET {url} answered 200 but {what}: {_snippet(answer.text, 80)!r}"
+        result.evidence.append(f"GET {url}: HTTP 200, {what}")
+        return []
+    result.models, owners = listed
+    owned = f", owned_by {', '.join(owners)}" if owners else ""
+    result.evidence.append(f"GET {url}: HTTP 200, {len(result.models)} models{owned}")
+    return owners
+
+
+def _json_object(answer: _Answer | None) -> dict[str, Any] | None:
+    if answer is None or answer.status != 200 or not isinstance(answer.json, dict):
+        return None
+    return answer.json
+
+
+def _identify(result: ProbeResult, *, kind: str, cloud: str | None, owners: list[str],
+              fingerprints: dict[str, _Answer]) -> None:
+    """Fill server and suggested_preset from the evidence, strongest rule first."""
+    if kind == "anthropic":
+        result.suggested_preset = "anthropic"
+        result.evidence.append("kind is anthropic: preset anthropic (anthropic-no-prefill for models that "
+                               "reject prefill, Claude 4.6 and later)")
+        return
+    if cloud is not None:
+        result.suggested_preset = cloud
+        result.evidence.append(f"host is a known {cloud} API endpoint")
+        return
+
+    version = _json_object(fingerprints.get("/version"))
+    model_info = _json_object(fingerprints.get("/get_model_info"))
+    props = _json_object(fingerprints.get("/props"))
+    ollama = _json_object(fingerprints.get("/api/version"))
+
+    silent: list[str] = []
+    for path, answer in fingerprints.items():
+        body = _json_object(answer)
+        if body is not None:
+            result.evidence.append(f"GET {path}: {_snippet(json.dumps(_shown(path, body)), 100)}")
+        else:
+            why = answer.error or (f"HTTP {answer.status}" if answer.status != 200 else "not a JSON object")
+            silent.append(f"{path} ({why})")
+    if silent:
+        result.evidence.append("no fingerprint from " + ", ".join(silent))
+
+    if version is not None and isinstance(version.get("version"), str) and "vllm" in owners:
+        result.server = f"vLLM {version['version']}"
+        result.suggested_preset = "vllm"
+    elif model_info is not None and "model_path" in model_info:
+        result.server = "SGLang"
+        result.suggested_preset = "sglang"
+    elif props is not None and "default_generation_settings" in props:
+        build = props.get("build_info")
+        result.server = f"llama.cpp {build}" if isinstance(build, str) and build else "llama.cpp"
+        result.suggested_preset = "llamacpp"
+    elif ollama is not None and isinstance(ollama.get("version"), str):
+        result.server = f"Ollama {ollama['version']}"
+        result.suggested_preset = "ollama"
+    elif version is not None and isinstance(version.get("version"), str):
+        result.server = f"version {version['version']} (unknown server)"
+    if result.suggested_preset is None and result.reachable:
+        result.evidence.append("no server fingerprint matched: keep the preset you chose (generic if unsure)")
+
+
+def _shown(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The identifying keys of a fingerprint answer (a /props answer carries a whole chat template)."""
+    keep = {"/version": ("version",), "/api/version": ("version",),
+            "/get_model_info": ("model_path", "is_generation"),
+            "/props": ("model_path", "build_info", "total_slots")}[path]
+    return {k: body[k] for k in keep if k in body}
+
+
+def _redacted(result: ProbeResult, secret: str) -> ProbeResult:
+    """Backends sometimes echo the key they rejected: never let it reach a message."""
+    if not secret:
+        return result
+    result.error = _redact(result.error, secret)
+    result.server = _redact(result.server, secret)
+    result.evidence = [_redact(line, secret) for line in result.evidence]
+    result.models = [_redact(model, secret) for model in result.models]
+    return result
