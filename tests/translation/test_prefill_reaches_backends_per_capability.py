@@ -11,16 +11,19 @@ from translation.openai_chat import build_request, translate_response
 PREFILL = [{"role": "user", "content": "Pick a letter"}, {"role": "assistant", "content": "The answer is ("}]
 
 
-def test_prefill_reaches_vllm_as_continue_final_message() -> None:
+def test_prefill_reaches_vllm_as_continue_final_message_with_thinking_off() -> None:
     body, notes = build_request(request_make(PREFILL), caps_make("vllm"), upstream_model="qwen")
     assert body["continue_final_message"] is True
     assert body["add_generation_prompt"] is False
     assert body["messages"][-1] == {"role": "assistant", "content": "The answer is ("}
-    assert [n.rule for n in notes] == ["prefill.continue_final_message"]
+    # Qwen3-style templates open <think> by default: the continuation would be misfiled as reasoning.
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert [n.rule for n in notes] == ["prefill.continue_final_message", "prefill.thinking_off",
+                                       "thinking.chat_template_kwargs"]
 
 
 def test_prefill_is_sent_as_is_to_native_backends() -> None:
-    body, notes = build_request(request_make(PREFILL), caps_make("llamacpp"), upstream_model="m")
+    body, notes = build_request(request_make(PREFILL), caps_make("generic"), upstream_model="m")
     assert body["messages"][-1] == {"role": "assistant", "content": "The answer is ("}
     assert "continue_final_message" not in body
     assert notes == []

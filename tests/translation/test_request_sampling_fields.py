@@ -36,13 +36,14 @@ def test_streaming_asks_for_usage_only_when_the_capability_allows() -> None:
     assert "stream" not in body and "stream_options" not in body
 
 
-def test_claude_code_thinking_context_management_and_cache_control_are_not_forwarded() -> None:
+def test_claude_code_context_management_and_cache_control_are_not_forwarded() -> None:
     raw = claude_code_body("10")
     body, notes = build_request(MessagesRequest.model_validate(raw), caps_make("vllm"), upstream_model="m")
     for field in ("thinking", "context_management", "output_config", "metadata", "cache_control"):
         assert field not in body
+    assert body["chat_template_kwargs"] == {"enable_thinking": True}  # adaptive thinking, mapped
     assert "cache_control" not in str(body["messages"])
     assert body["max_tokens"] == 64000
     assert body["user"] == raw["metadata"]["user_id"]
     dropped = next(n for n in notes if n.rule == "fields.drop")
-    assert dropped.path == "context_management,output_config,thinking"
+    assert dropped.path == "context_management"

@@ -66,7 +66,7 @@ def test_history_thinking_goes_back_in_the_backends_reasoning_field(preset: str,
 def test_history_thinking_is_not_sent_when_the_backend_takes_no_reasoning_field() -> None:
     body, notes = build_request(request_make(HISTORY), caps_make("openai"), upstream_model="m")
     assert set(body["messages"][1]) == {"role", "content", "tool_calls"}
-    assert "thinking.drop" in [n.rule for n in notes]
+    assert "reasoning.not_replayed" in [n.rule for n in notes]
 
 
 def test_claude_code_thinking_replay_reaches_vllm_as_reasoning() -> None:

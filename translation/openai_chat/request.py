@@ -10,10 +10,15 @@ from typing import Any
 
 import orjson
 
+from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
 from translation.notes import RewriteNote
-from translation.prefill import BILLING_HEADER_PREFIX, PREFILL_REWRITE_INSTRUCTION
+from translation.prefill import (
+    BILLING_HEADER_PREFIX,
+    PREFILL_REWRITE_INSTRUCTION,
+    prefill_trimmed,
+)
 from translation.schemas import (
     Base64Source,
     DocumentBlock,
@@ -29,23 +34,32 @@ from translation.schemas import (
     ToolUseBlock,
     UrlSource,
 )
+from translation.thinking import ThinkingIntent, thinking_intent
 
-# Top-level request fields this module maps; anything else (context_management, output_config,
-# cache_control, container, service_tier, ...) is not forwarded.
+# Top-level request fields this module maps; anything else (context_management, cache_control,
+# container, service_tier, ...) is not forwarded.
 _MAPPED_FIELDS = frozenset({
     "model", "max_tokens", "messages", "system", "metadata", "stop_sequences", "stream",
-    "temperature", "top_p", "top_k", "tools", "tool_choice",
+    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "output_config",
 })
+
+IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
+
+# Anthropic effort -> the reasoning_effort values OpenAI-style backends accept.
+_EFFORT_TO_OPENAI = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
 
 class _Builder:
     """Walks one request; collects the chat messages, the hoisted system text and the notes."""
 
-    def __init__(self, req: MessagesRequest, caps: Capabilities) -> None:
+    def __init__(self, req: MessagesRequest, caps: Capabilities, backend_name: str) -> None:
         self.req = req
         self.caps = caps
+        self.backend = f"backend {backend_name}" if backend_name else "this backend"
         self.notes: list[RewriteNote] = []
         self.system_parts: list[str] = []
         self.messages: list[dict[str, Any]] = []
+        self.reasoning_dropped: list[int] = []
 
     def note(self, rule: str, path: str, detail: str) -> None:
         self.notes.append(RewriteNote(rule, path, detail))
@@ -110,7 +124,13 @@ class _Builder:
                 parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageBlock):
             url = _image_url(block)
-            if url is None:
+            if self.caps.images == "reject":
+                raise ApiError(400, f"{path}: {self.backend} does not accept images (capability images=reject)")
+            if self.caps.images == "placeholder":
+                parts.append({"type": "text", "text": IMAGE_PLACEHOLDER})
+                self.note("image.placeholder", path, "Replaced an image by a text placeholder: the backend "
+                                                     "takes text only (capability images=placeholder).")
+            elif url is None:
                 self.note("image.drop_file", path, "Dropped an image given as a Files API id (no Chat equivalent).")
             else:
                 parts.append({"type": "image_url", "image_url": {"url": url}})
@@ -206,17 +226,34 @@ class _Builder:
             out["tool_calls"] = tool_calls
             if not texts:
                 out["content"] = None
-        if reasoning:
-            field = self.caps.reasoning_field_out
-            if field:
-                out[field] = "\n\n".join(reasoning)
-            else:
-                self.note("thinking.drop", f"messages[{i}]",
-                          "Dropped thinking from history: this backend takes no reasoning field.")
-        if not texts and not tool_calls and not (reasoning and self.caps.reasoning_field_out):
+        replayed = self.reasoning_replay(i, reasoning, bool(tool_calls), out)
+        if not texts and not tool_calls and not replayed:
             self.note("message.drop_empty", f"messages[{i}]", "Dropped an assistant message left with no content.")
             return None
         return out
+
+    def reasoning_replay(self, i: int, reasoning: list[str], tool_turn: bool, out: dict[str, Any]) -> bool:
+        """Put history thinking on the assistant message per ``reasoning_replay``; True if sent."""
+        caps = self.caps
+        field, policy = caps.reasoning_field_out, caps.reasoning_replay
+        if not field or policy == "never":
+            if reasoning:
+                self.reasoning_dropped.append(i)
+            return False
+        if policy == "tool_turns" and not tool_turn:
+            if reasoning:
+                self.reasoning_dropped.append(i)
+            return False
+        if reasoning:
+            out[field] = "\n\n".join(reasoning)
+            return True
+        if policy == "tool_turns":
+            # DeepSeek thinking mode and Kimi answer 400 when a tool-call turn lacks the field.
+            out[field] = caps.reasoning_placeholder
+            self.note("reasoning.placeholder", f"messages[{i}].{field}",
+                      f"Sent {caps.reasoning_placeholder!r} as the reasoning of a tool-call turn that had no "
+                      "thinking (the backend requires the field on tool-call turns).")
+        return False
 
     # -- prefill --------------------------------------------------------------------------
 
@@ -224,11 +261,17 @@ class _Builder:
         """The trailing assistant message, shaped by ``caps.prefill`` (protocol.md §6)."""
         strategy = self.caps.prefill
         path = f"messages[{i}]"
+        text = out.get("content") or ""
+        trimmed = prefill_trimmed(text, self.caps)
+        if trimmed != text:
+            out["content"] = text = trimmed
+            self.note("prefill.trim_whitespace", f"{path}.content",
+                      "Removed trailing whitespace from the prefill (capability prefill_trim_whitespace).")
         if strategy == "native":
             return out
         if strategy == "reject":
-            raise ApiError(400, "this backend does not accept a trailing assistant message "
-                                "(capability prefill=reject)")
+            raise ApiError(400, f"{path}: {self.backend} does not accept a trailing assistant message "
+                                "(prefill; capability prefill=reject). End the conversation with a user message.")
         if strategy == "continue_final_message":
             body["continue_final_message"] = True
             body["add_generation_prompt"] = False
@@ -243,7 +286,6 @@ class _Builder:
                       f"Marked the trailing assistant message with {flag}: true (prefix completion).")
             return out
         # "rewrite": the backend cannot continue a message; ask for the continuation instead.
-        text = out.get("content") or ""
         self.note("prefill.rewrite", path,
                   "Replaced the trailing assistant message by a user message asking to continue it; "
                   "a repeated prefix is stripped from the reply.")
@@ -275,12 +317,39 @@ class _Builder:
         body["tools"] = tools
         if choice is None:
             return
-        if choice.type == "tool":
-            body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
-        else:
-            body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+        self.tool_choice(choice.type, choice.name, body)
         if choice.disable_parallel_tool_use:
-            body["parallel_tool_calls"] = False
+            if self.caps.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
+            else:
+                self.note("parallel_tool_calls.drop", "tool_choice.disable_parallel_tool_use",
+                          "Not sent: the backend does not accept parallel_tool_calls.")
+
+    def tool_choice(self, kind: str, name: str | None, body: dict[str, Any]) -> None:
+        support = self.caps.tool_choice
+        mapped: Any = {"type": "function", "function": {"name": name}} if kind == "tool" else {
+            "auto": "auto", "any": "required", "none": "none"}[kind]
+        allowed = {
+            "full": ("auto", "any", "tool", "none"),
+            "no_required": ("auto", "tool", "none"),
+            "auto_only": ("auto",),
+            "omit": (),
+        }[support]
+        if kind in allowed:
+            body["tool_choice"] = mapped
+            return
+        if kind == "none":
+            # The backend cannot be told not to call tools: send none, so it cannot.
+            del body["tools"]
+            self.note("tool_choice.none_without_tools", "tool_choice",
+                      f"tool_choice none is not accepted (capability tool_choice={support}); sent no tools instead.")
+        elif kind == "any" and support == "no_required":
+            body["tool_choice"] = "auto"
+            self.note("tool_choice.any_to_auto", "tool_choice",
+                      "tool_choice any sent as auto: the backend rejects required (capability tool_choice=no_required).")
+        else:
+            self.note("tool_choice.drop", "tool_choice",
+                      f"tool_choice {kind} not sent (capability tool_choice={support}); the backend decides.")
 
 
 def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -305,24 +374,99 @@ def _search_result_text(block: SearchResultBlock) -> str:
     return f"{head}\n\n{body}" if head else body
 
 
-def _thinking_apply(req: MessagesRequest, caps: Capabilities, body: dict[str, Any],
-                    notes: list[RewriteNote]) -> None:
-    """Hook: map Anthropic ``thinking`` / ``output_config.effort`` to the backend's knobs.
+def _thinking_knob(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any],
+                   notes: list[RewriteNote]) -> None:
+    """Turn the backend's thinking knob (``thinking_control``) to what the client asked for."""
+    control = caps.thinking_control
+    if intent.enabled is None and intent.effort is None:
+        return  # the client said nothing: the backend's default applies
+    effort = intent.effort_or_budget
+    if control in ("none", "native"):
+        notes.append(RewriteNote("thinking.not_sent", "thinking",
+                                 "The backend has no thinking switch (capability thinking_control=none); "
+                                 "its default applies."))
+        return
+    if control in ("enable_thinking", "template_thinking"):
+        if intent.enabled is None:
+            return  # an effort alone does not switch a template
+        key = "enable_thinking" if control == "enable_thinking" else "thinking"
+        kwargs = body.setdefault("chat_template_kwargs", {})
+        kwargs[key] = intent.enabled
+        notes.append(RewriteNote("thinking.chat_template_kwargs", f"chat_template_kwargs.{key}",
+                                 f"thinking {'on' if intent.enabled else 'off'} via chat_template_kwargs.{key}."))
+        if intent.enabled and intent.budget is not None:
+            notes.append(RewriteNote("thinking.budget_not_sent", "thinking.budget_tokens",
+                                     "The thinking budget has no equivalent here; only the switch is sent."))
+        return
+    if control == "reasoning_effort":
+        value = "none" if intent.enabled is False else _EFFORT_TO_OPENAI.get(effort or "", None)
+        if value is None:
+            return  # thinking on without a level: the backend's default level
+        body["reasoning_effort"] = value
+        notes.append(RewriteNote("thinking.reasoning_effort", "reasoning_effort",
+                                 f"thinking {'off' if value == 'none' else 'on'}: reasoning_effort {value!r}"
+                                 + (f" (from {'effort ' + repr(intent.effort) if intent.effort else 'budget'})"
+                                    if value != "none" else "") + "."))
+        return
+    if control == "thinking_object":
+        if intent.enabled is None:
+            return
+        body["thinking"] = {"type": "enabled" if intent.enabled else "disabled"}
+        notes.append(RewriteNote("thinking.object", "thinking",
+                                 f"Sent thinking: {{type: {body['thinking']['type']}}} in the backend's form."))
+        return
+    # reasoning_object (OpenRouter): {enabled:false} | {max_tokens} | {effort} | {enabled:true}
+    reasoning: dict[str, Any]
+    if intent.enabled is False:
+        reasoning = {"enabled": False}
+    elif intent.budget is not None and not intent.effort:
+        reasoning = {"max_tokens": intent.budget}
+    elif effort:
+        reasoning = {"effort": _EFFORT_TO_OPENAI[effort]}
+    else:
+        reasoning = {"enabled": True}
+    body["reasoning"] = reasoning
+    notes.append(RewriteNote("thinking.reasoning_object", "reasoning",
+                             f"Sent reasoning: {orjson.dumps(reasoning).decode()}."))
 
-    Deliberately a no-op for now: Anthropic's ``thinking`` object is never forwarded (no Chat
-    backend understands it), and the backend's default thinking behaviour applies. A later
-    change maps it per capability (``chat_template_kwargs``, ``reasoning_effort``,
-    ``thinking:{type}``; protocol.md §9.1).
-    """
+
+def _thinking_resolve(b: _Builder, prefill: bool) -> ThinkingIntent:
+    """The thinking the backend should do, after the prefill conflict rule."""
+    intent = thinking_intent(b.req, b.notes)
+    policy = b.caps.prefill_with_thinking
+    if not prefill or policy == "allow" or b.caps.prefill == "rewrite":
+        return intent
+    if policy == "reject":
+        if intent.enabled:
+            raise ApiError(400, f"{b.backend} cannot continue a prefilled assistant message with thinking on "
+                                "(capability prefill_with_thinking=reject): disable thinking or drop the prefill.")
+        return intent
+    # disable_thinking: thinking templates open <think> and misfile the continuation; llama.cpp
+    # answers 400 "Assistant response prefill is incompatible with enable_thinking".
+    b.note("prefill.thinking_off", "thinking",
+           "Thinking turned off for this request: the backend cannot continue a prefill while thinking "
+           "(capability prefill_with_thinking=disable_thinking).")
+    return ThinkingIntent(enabled=False)
 
 
-def build_request(req: MessagesRequest, caps: Capabilities, *,
-                  upstream_model: str) -> tuple[dict[str, Any], list[RewriteNote]]:
+def _response_format(req: MessagesRequest, body: dict[str, Any], notes: list[RewriteNote]) -> None:
+    fmt = (req.output_config or {}).get("format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        return
+    body["response_format"] = {"type": "json_schema",
+                               "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
+    notes.append(RewriteNote("output_config.format", "response_format",
+                             "Structured output sent as response_format json_schema."))
+
+
+def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: str,
+                  backend_name: str = "") -> tuple[dict[str, Any], list[RewriteNote]]:
     """The Chat Completions body for ``req`` on a backend with ``caps``, and the rewrite notes."""
-    b = _Builder(req, caps)
+    b = _Builder(req, caps, backend_name)
     body: dict[str, Any] = {"model": upstream_model}
     b.system()
     last = len(req.messages) - 1
+    prefill = False
     for i, message in enumerate(req.messages):
         if message.role == "system":
             b.system_message(i, message)
@@ -331,19 +475,34 @@ def build_request(req: MessagesRequest, caps: Capabilities, *,
         else:
             out = b.assistant(i, message)
             if out is not None and i == last and "tool_calls" not in out:
+                prefill = True
                 out = b.prefill(i, out, body)
             if out is not None:
                 b.messages.append(out)
+    if b.reasoning_dropped:
+        where = ", ".join(f"messages[{i}]" for i in b.reasoning_dropped)
+        b.note("reasoning.not_replayed", where,
+               f"History thinking not sent back (capability reasoning_replay={caps.reasoning_replay}, "
+               f"reasoning_field_out={caps.reasoning_field_out!r}).")
     if b.system_parts:
         b.messages.insert(0, {"role": "system", "content": "\n\n".join(b.system_parts)})
     body["messages"] = b.messages
-    body[caps.max_tokens_field] = req.max_tokens
+    max_tokens = req.max_tokens
+    if caps.max_tokens_cap and max_tokens > caps.max_tokens_cap:
+        b.note("max_tokens.clamp", caps.max_tokens_field,
+               f"max_tokens {max_tokens} is above the backend's limit; sent {caps.max_tokens_cap} "
+               "(capability max_tokens_cap).")
+        max_tokens = caps.max_tokens_cap
+    body[caps.max_tokens_field] = max_tokens
     if req.stop_sequences:
         body["stop"] = list(req.stop_sequences)
     if req.temperature is not None:
         body["temperature"] = req.temperature
     if req.top_p is not None:
-        body["top_p"] = req.top_p
+        if caps.sampling_exclusive and req.temperature is not None:
+            b.note("top_p.drop", "top_p", "Dropped top_p: the backend rejects it together with temperature.")
+        else:
+            body["top_p"] = req.top_p
     if req.top_k is not None:
         if caps.top_k:
             body["top_k"] = req.top_k
@@ -352,7 +511,8 @@ def build_request(req: MessagesRequest, caps: Capabilities, *,
     if req.metadata is not None and req.metadata.user_id:
         body["user"] = req.metadata.user_id
     b.tools(body)
-    _thinking_apply(req, caps, body, b.notes)
+    _thinking_knob(_thinking_resolve(b, prefill), caps, body, b.notes)
+    _response_format(req, body, b.notes)
     if req.stream:
         body["stream"] = True
         if caps.stream_usage:
@@ -362,4 +522,5 @@ def build_request(req: MessagesRequest, caps: Capabilities, *,
     if dropped:
         b.note("fields.drop", ",".join(dropped),
                f"Not forwarded (no Chat Completions equivalent): {', '.join(dropped)}.")
+    body_extras_apply(body, caps, b.notes)
     return body, b.notes
