@@ -86,6 +86,9 @@ backends:
     preset: vllm
     read_timeout: 20
 routes:
+  - model: rewrite-*
+    backend: mock-vllm
+    capabilities: {{prefill: rewrite}}
   - model: claude-*
     backend: mock-vllm
     upstream_model: mock-model
