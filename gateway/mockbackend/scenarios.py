@@ -543,3 +543,20 @@ def error_chunk(request: MockRequest) -> Script:
 def no_done(request: MockRequest) -> Script:
     """A normal stream that ends without `data: [DONE]` (the HTTP body still ends cleanly)."""
     return Script(text(request).completion, done=False)
+
+
+REPEATED_PREFILL_CONTINUATION = "B) no."
+_REPLY_SO_FAR = re.compile(r"<reply_so_far>\n(.*)\n</reply_so_far>", re.S)
+
+
+@scenario("repeats_prefill")
+def repeats_prefill(request: MockRequest) -> Script:
+    """A model that rejects prefill like Claude 4.6 (400 on a trailing assistant message) and, asked
+    to continue a reply (the gateway's prefill rewrite), repeats the reply so far before going on:
+    ``<reply so far>B) no.``. Anything else: `text`."""
+    if request.last_role == "assistant":
+        return _http_error(400, PREFILL_REJECTED, "invalid_request_error", "invalid_request")
+    found = _REPLY_SO_FAR.search(request.last_user_text())
+    if found is None:
+        return text(request)
+    return Script(Completion(text_deltas(found.group(1) + REPEATED_PREFILL_CONTINUATION, words_per_delta=1)))

@@ -88,6 +88,7 @@ backends:
 routes:
   - model: rewrite-*
     backend: mock-vllm
+    upstream_model: mock-repeats_prefill
     capabilities: {{prefill: rewrite}}
   - model: claude-*
     backend: mock-vllm
