@@ -1,22 +1,52 @@
 from __future__ import annotations
 
+import asyncio
+from dataclasses import fields
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import conditional_escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from gateway.models import CAPABILITY_FIELD_NAMES, ApiKey, Backend, Route
+from gateway.presets_doc import PRESET_HELP, capability_help, preset_changes, value_show
+from gateway.probe import ProbeResult, backend_probe
 from gateway.services import apikey_generate, apikey_set_secret
-from translation.capabilities import PRESETS
+from translation.capabilities import (
+    CAPABILITY_CHOICES,
+    FIELD_GROUPS,
+    PRESETS,
+    Capabilities,
+    CapabilityError,
+    capabilities_build,
+)
+
+_DEFAULTS = Capabilities()
+# Free-text capabilities whose empty value means something ("" = never send reasoning, () = no
+# betas): an empty input already means "use the preset", so "-" stands for the empty value.
+EMPTY_TOKEN = "-"
+_EMPTY_TOKEN_FIELDS = tuple(
+    f"cap_{f.name}" for f in fields(Capabilities)
+    if isinstance(getattr(_DEFAULTS, f.name), tuple | str) and f.name not in CAPABILITY_CHOICES
+)
+PROBE_TIMEOUT_S = 5.0
+PROBE_MODELS_SHOWN = 8
 
 
-def _preset_help() -> str:
-    rows = []
-    for name, values in PRESETS.items():
-        shown = ", ".join(f"{k}={v}" for k, v in values.items()) or "defaults"
-        rows.append(f"{name}: {shown}")
-    return "Presets — " + " · ".join(rows)
+def preset_help_html() -> SafeString:
+    rows = format_html_join(
+        "", "<li><b>{}</b> — {} <i>Sets: {}.</i></li>",
+        ((name, PRESET_HELP.get(name, ""), preset_changes(name)) for name in PRESETS),
+    )
+    return format_html(
+        "Starting point for every capability below; a capability left empty uses the preset's value. "
+        "The <b>Probe backend</b> action suggests one."
+        "<details><summary>What each preset is for</summary><ul>{}</ul></details>", rows)
 
 
 class BackendForm(forms.ModelForm):
@@ -30,14 +60,49 @@ class BackendForm(forms.ModelForm):
         model = Backend
         fields = "__all__"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["preset"].help_text = preset_help_html()
+        for name in CAPABILITY_FIELD_NAMES:
+            field = self.fields[name]
+            capability = name.removeprefix("cap_")
+            field.label = capability
+            help_text = capability_help(capability)
+            if name in _EMPTY_TOKEN_FIELDS:
+                help_text += f' Type "{EMPTY_TOKEN}" for an empty value.'
+                if self.instance.pk and getattr(self.instance, name) == "":
+                    self.initial[name] = EMPTY_TOKEN
+            field.help_text = conditional_escape(help_text)
+            if isinstance(field.widget, forms.NullBooleanSelect):
+                field.widget.choices = [("unknown", "Preset's value"), ("true", "Yes"), ("false", "No")]
+            elif capability in CAPABILITY_CHOICES and isinstance(field, forms.TypedChoiceField):
+                field.choices = [("", "Preset's value"), *((c, c) for c in CAPABILITY_CHOICES[capability])]
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        overrides = {f.removeprefix("cap_"): data[f] for f in CAPABILITY_FIELD_NAMES if data.get(f) is not None}
-        try:
-            Backend(preset=data.get("preset", "generic"), **{f"cap_{k}": v for k, v in overrides.items()}) \
-                .capabilities()
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+        for name in _EMPTY_TOKEN_FIELDS:
+            if data.get(name) == EMPTY_TOKEN:
+                data[name] = ""
+        preset = data.get("preset") or "generic"
+        overrides: dict[str, Any] = {}
+        # Field by field first, so each bad value is reported next to its input...
+        for name in CAPABILITY_FIELD_NAMES:
+            value = data.get(name)
+            if value is None or name in self.errors:
+                continue
+            capability = name.removeprefix("cap_")
+            try:
+                capabilities_build(preset=preset, overrides={capability: value})
+            except CapabilityError as exc:
+                self.add_error(name, str(exc))
+                continue
+            overrides[capability] = value
+        # ...then all together, for rules that span fields.
+        if not self.errors:
+            try:
+                capabilities_build(preset=preset, overrides=overrides)
+            except CapabilityError as exc:
+                raise forms.ValidationError(str(exc)) from None
         return data
 
     def save(self, commit: bool = True) -> Backend:
@@ -52,25 +117,167 @@ class BackendForm(forms.ModelForm):
         return backend
 
 
+def effective_rows(backend: Backend) -> list[tuple[str, str, str]]:
+    """(capability, effective value, where it comes from) for every capability of a backend."""
+    caps = backend.capabilities().as_dict()
+    preset = PRESETS.get(backend.preset, {})
+    rows = []
+    for name, value in caps.items():
+        if getattr(backend, f"cap_{name}") is not None:
+            source = "override"
+        elif name in preset:
+            source = f"preset {backend.preset}"
+        else:
+            source = "default"
+        rows.append((name, value_show(value), source))
+    return rows
+
+
+async def backends_probe(backends: list[Backend]) -> list[ProbeResult]:
+    return list(await asyncio.gather(*(
+        backend_probe(base_url=b.base_url, kind=b.kind, api_key=b.api_key, timeout=PROBE_TIMEOUT_S)
+        for b in backends
+    )))
+
+
+def probe_report(request: HttpRequest, backend: Backend, result: ProbeResult) -> None:
+    """Admin messages for one probe. Built from the result only, which never holds the key."""
+    if not result.reachable:
+        messages.error(request, f"{backend.name}: unreachable — {result.error}")
+        return
+    parts = [f"{backend.name}: reachable, HTTP {result.status} in {result.latency_ms:g} ms"]
+    if result.server:
+        parts.append(f"server {result.server}")
+    if result.models:
+        shown = ", ".join(result.models[:PROBE_MODELS_SHOWN])
+        more = len(result.models) - PROBE_MODELS_SHOWN
+        parts.append(f"{len(result.models)} models: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    if result.suggested_preset == backend.preset:
+        parts.append(f"preset {backend.preset} fits")
+    elif result.suggested_preset:
+        parts.append(f"suggested preset {result.suggested_preset} (current: {backend.preset})")
+    else:
+        parts.append("no preset suggested")
+    if result.error:
+        parts.append(result.error)
+    level = messages.WARNING if result.error else messages.SUCCESS
+    messages.add_message(request, level, " · ".join(parts))
+    messages.info(request, f"{backend.name} evidence: " + "; ".join(result.evidence))
+
+
 @admin.register(Backend)
 class BackendAdmin(admin.ModelAdmin):
     form = BackendForm
-    list_display = ("name", "kind", "base_url", "preset", "enabled", "has_api_key", "updated_at")
+    change_form_template = "admin/gateway/backend/change_form.html"
+    list_display = ("name", "kind", "base_url", "preset", "overrides", "enabled", "has_api_key", "updated_at")
     list_filter = ("kind", "preset", "enabled")
     search_fields = ("name", "base_url")
-    fieldsets = [
-        (None, {"fields": ("name", "kind", "base_url", "api_key", "clear_api_key", "enabled")}),
-        ("Capabilities", {"fields": ("preset", *CAPABILITY_FIELD_NAMES), "description": _preset_help()}),
-        ("Timeouts", {"fields": ("connect_timeout", "read_timeout")}),
-    ]
+    readonly_fields = ("effective_capabilities",)
+    actions = ["probe"]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Backend | None = None) -> Any:
+        main = ("name", "kind", "base_url", "api_key", "clear_api_key", "preset",
+                ("connect_timeout", "read_timeout"), "enabled")
+        fieldsets: list[tuple[str | None, dict[str, Any]]] = [(None, {"fields": main})]
+        if obj is not None:
+            fieldsets.append(("Effective capabilities", {
+                "fields": ("effective_capabilities",),
+                "description": "What translators use for this backend as saved: preset, then "
+                               "overrides (routes may override further).",
+            }))
+        for title, names in FIELD_GROUPS:
+            columns = tuple(f"cap_{n}" for n in names)
+            overridden = [n for n in names if obj is not None and getattr(obj, f"cap_{n}") is not None]
+            options: dict[str, Any] = {"fields": columns}
+            if overridden:
+                options["description"] = "Overridden here: " + ", ".join(overridden)
+            else:
+                options["classes"] = ("collapse",)
+            fieldsets.append((f"Capabilities: {title}", options))
+        return fieldsets
 
     @admin.display(boolean=True, description="API key")
     def has_api_key(self, obj: Backend) -> bool:
         return bool(obj.api_key)
 
+    @admin.display(description="Overrides")
+    def overrides(self, obj: Backend) -> str:
+        return ", ".join(obj.capability_overrides()) or "—"
+
+    @admin.display(description="Effective capabilities")
+    def effective_capabilities(self, obj: Backend | None) -> SafeString:
+        if obj is None or obj.pk is None:
+            return mark_safe("Save the backend to see its effective capabilities.")
+        try:
+            rows = effective_rows(obj)
+        except CapabilityError as exc:
+            return format_html('<p class="errornote">Invalid capabilities: {}</p>', str(exc))
+        body = format_html_join(
+            "", '<tr class="cap-{}"><td><code>{}</code></td><td>{}</td><td>{}</td></tr>',
+            ((source.split()[0], name, value, source) for name, value, source in rows),
+        )
+        return format_html(
+            '<table class="effective-capabilities"><thead><tr><th>Capability</th><th>Value</th>'
+            "<th>From</th></tr></thead><tbody>{}</tbody></table>", body)
+
+    @admin.action(description="Probe: ask the selected backends what they serve and suggest a preset")
+    def probe(self, request: HttpRequest, queryset: Any) -> None:
+        backends = list(queryset)
+        for backend, result in zip(backends, async_to_sync(backends_probe)(backends), strict=True):
+            probe_report(request, backend, result)
+
+    def get_urls(self) -> list[URLPattern]:
+        probe = path("<path:object_id>/probe/", self.admin_site.admin_view(self.probe_view),
+                     name="gateway_backend_probe")
+        return [probe, *super().get_urls()]
+
+    def probe_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        backend = self.get_object(request, object_id)
+        if backend is None:
+            raise Http404("No such backend")
+        if not self.has_change_permission(request, backend):
+            raise PermissionDenied
+        self.probe(request, Backend.objects.filter(pk=backend.pk))
+        return HttpResponseRedirect(reverse("admin:gateway_backend_change", args=[backend.pk]))
+
+
+class RouteForm(forms.ModelForm):
+    class Meta:
+        model = Route
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "capability_overrides" in self.fields:
+            names = ", ".join(f.name for f in fields(Capabilities))
+            self.fields["capability_overrides"].help_text = conditional_escape(
+                'JSON object of capability overrides for this route on top of the backend\'s, e.g. '
+                f'{{"prefill": "reject"}}. Capabilities: {names}.')
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        overrides = data.get("capability_overrides")
+        backend = data.get("backend")
+        if overrides is None or backend is None or "capability_overrides" in self.errors:
+            return data
+        if not isinstance(overrides, dict):
+            self.add_error("capability_overrides", "Enter a JSON object, e.g. {\"prefill\": \"reject\"}.")
+            return data
+        try:
+            base = backend.capabilities()
+        except CapabilityError as exc:
+            self.add_error("backend", f"This backend's own capabilities are invalid: {exc}")
+            return data
+        try:
+            capabilities_build(base=base, overrides=overrides)
+        except CapabilityError as exc:
+            self.add_error("capability_overrides", str(exc))
+        return data
+
 
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
+    form = RouteForm
     list_display = ("model", "backend", "upstream_model", "order", "enabled")
     list_filter = ("backend", "enabled")
     list_editable = ("order", "enabled")
