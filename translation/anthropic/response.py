@@ -1,0 +1,47 @@
+"""A native Anthropic ``Message`` -> the Message the client sees (protocol.md §2).
+
+The backend's message passes through with the gateway's id and the client's model name; with
+``prefill=rewrite`` a prefix the model repeated is removed, so the reply continues the prefill
+as Anthropic semantics promise (protocol.md §6).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from translation.capabilities import Capabilities
+from translation.errors import ApiError
+from translation.notes import RewriteNote
+from translation.prefill import prefill_rewrite_prefix
+from translation.schemas import MessagesRequest
+
+PREFIX_NOTE_DETAIL = "The backend repeated the rewritten prefill; removed it from the reply."
+
+
+def prefix_strip_note() -> RewriteNote:
+    return RewriteNote("prefill.strip_repeated_prefix", "content", PREFIX_NOTE_DETAIL)
+
+
+def translate_response(body: dict[str, Any], caps: Capabilities, *, request: MessagesRequest,
+                       message_id: str) -> tuple[dict[str, Any], list[RewriteNote]]:
+    if body.get("type") != "message" or not isinstance(body.get("content"), list):
+        raise ApiError(500, "the backend's answer is not an Anthropic message (no type \"message\" with a "
+                            "content list)", source="backend")
+    message = copy.deepcopy(body)
+    message["id"] = message_id
+    message["model"] = request.model
+    notes: list[RewriteNote] = []
+    prefix = prefill_rewrite_prefix(request, caps)
+    content: list[Any] = message["content"]
+    first_text = next((k for k, b in enumerate(content) if isinstance(b, dict) and b.get("type") == "text"), None)
+    if prefix and first_text is not None:
+        text = content[first_text].get("text", "")
+        if isinstance(text, str) and text.startswith(prefix):
+            rest = text[len(prefix):]
+            if rest:
+                content[first_text]["text"] = rest
+            else:
+                del content[first_text]
+            notes.append(prefix_strip_note())
+    return message, notes

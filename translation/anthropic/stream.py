@@ -1,0 +1,319 @@
+"""Relay a native Anthropic stream to the client, event by event (protocol.md §3).
+
+The backend already speaks the client's grammar, so ``AnthropicStreamRelay`` passes its events
+through and changes only what the gateway owns: the message id and model name in
+``message_start``, and, with ``prefill=rewrite``, a prefix the model repeated at the start of
+its first text block (held back until it is known not to be the prefix, then dropped; a block
+that was nothing but the prefix disappears and later blocks are renumbered so indices stay
+0..n-1). It folds the events into ``message`` (what the client saw), like the SDK's
+``accumulate_event``.
+
+The upstream's own ``message_start`` is relayed, so ``start()`` emits nothing: its usage
+(input and cache tokens) is the real one.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+
+from translation.anthropic.response import prefix_strip_note
+from translation.capabilities import Capabilities
+from translation.errors import ApiError
+from translation.notes import RewriteNote
+from translation.prefill import prefill_rewrite_prefix
+from translation.schemas import MessagesRequest
+
+Event = dict[str, Any]
+
+# Anthropic error type -> the HTTP status it "would normally correspond to" (protocol.md §4).
+_STATUS_FOR_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+                    "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+                    "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+
+
+class _Held:
+    """The first text block under prefill=rewrite while it may still repeat the prefix."""
+
+    __slots__ = ("index", "parts", "pos", "start")
+
+    def __init__(self, index: int, start: Event) -> None:
+        self.index = index  # upstream index
+        self.start: Event | None = start  # its content_block_start, until it is emitted
+        self.parts: list[str] = []  # text held back
+        self.pos = 0  # characters of the prefix matched so far
+
+
+class AnthropicStreamRelay:
+    def __init__(self, caps: Capabilities, *, request: MessagesRequest, message_id: str) -> None:
+        self.caps = caps
+        self.request = request
+        self.message_id = message_id
+        self.notes: list[RewriteNote] = []
+        self.error: ApiError | None = None
+        self._state = "new"  # new -> started -> done
+        self._message: dict[str, Any] = {}
+        self._blocks: dict[int, dict[str, Any]] = {}  # upstream index -> accumulated block
+        self._parts: dict[int, list[str]] = {}  # upstream index -> text / thinking / partial_json
+        self._open: int | None = None  # upstream index of the open block
+        self._shift = 0  # blocks dropped so far (client index = upstream index - shift)
+        self._finished = False
+        self._prefix = prefill_rewrite_prefix(request, caps)
+        self._held: _Held | None = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    def start(self) -> list[Event]:
+        return []
+
+    def feed(self, chunk: dict[str, Any]) -> list[Event]:
+        if self._state == "done":
+            return []
+        kind = chunk.get("type")
+        out: list[Event] = []
+        if kind == "message_start":
+            self._message_start(chunk, out)
+            return out
+        if kind == "error":
+            error = chunk.get("error")
+            error = error if isinstance(error, dict) else {}
+            etype = str(error.get("type") or "api_error")
+            status = _STATUS_FOR_TYPE.get(etype, 500)
+            return self.fail(ApiError(status, str(error.get("message") or "the backend reported an error"),
+                                      type=etype, source="transient" if status in (429, 529) else "backend"))
+        if kind == "ping":
+            return [chunk]
+        if self._state == "new":
+            self._message_start(None, out)
+        if kind == "content_block_start":
+            self._block_start(chunk, out)
+        elif kind == "content_block_delta":
+            self._block_delta(chunk, out)
+        elif kind == "content_block_stop":
+            self._block_stop(chunk, out)
+        elif kind == "message_delta":
+            self._message_delta(chunk, out)
+        elif kind == "message_stop":
+            self._finished = True
+            self._state = "done"
+            out.append(chunk)
+        else:
+            out.append(chunk)  # new event types: clients ignore what they do not know (protocol.md §3.1)
+        return out
+
+    def finish(self) -> list[Event]:
+        """End the message when the backend stopped without ``message_stop``."""
+        if self._state == "done":
+            return []
+        out: list[Event] = []
+        if self._state == "new":
+            self._message_start(None, out)
+        self._close(out)
+        if self._message.get("stop_reason") is None:
+            self._message["stop_reason"] = "end_turn"
+            out.append({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": self._message["usage"].get("output_tokens", 0)}})
+        out.append({"type": "message_stop"})
+        self._state = "done"
+        return out
+
+    def fail(self, error: ApiError) -> list[Event]:
+        """Close the open block and emit an ``error`` event; nothing is emitted after it."""
+        if self._state == "done":
+            return []
+        out: list[Event] = []
+        self._close(out)
+        out.append({"type": "error", "error": {"type": error.type, "message": error.message}})
+        self.error = error
+        self._state = "done"
+        return out
+
+    @property
+    def upstream_finished(self) -> bool:
+        return self._finished
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The Anthropic Message as streamed so far (what the client has seen)."""
+        if not self._message:
+            return {"id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
+                    "content": [], "stop_reason": None, "stop_sequence": None,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}}
+        content = []
+        for index in sorted(self._blocks):
+            block = dict(self._blocks[index])
+            parts = "".join(self._parts.get(index, ()))
+            if block.get("type") == "text":
+                block["text"] = block.get("text", "") + parts
+            elif block.get("type") == "thinking":
+                block["thinking"] = block.get("thinking", "") + parts
+            elif "input" in block and parts and index == self._open:
+                block["input"] = _input_parse(parts)
+            content.append(block)
+        return {**self._message, "content": content}
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _message_start(self, event: Event | None, out: list[Event]) -> None:
+        if self._state != "new":
+            self.notes.append(RewriteNote("stream.second_message_start", "message_start",
+                                          "Dropped a second message_start from the backend."))
+            return
+        if event is None or not isinstance(event.get("message"), dict):
+            self.notes.append(RewriteNote("stream.message_start_missing", "message_start",
+                                          "The backend's stream did not begin with message_start; the gateway "
+                                          "sent one."))
+            message: dict[str, Any] = {"type": "message", "role": "assistant", "stop_reason": None,
+                                       "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}
+        else:
+            message = copy.deepcopy(event["message"])
+        message.update(id=self.message_id, model=self.request.model, content=[])
+        if not isinstance(message.get("usage"), dict):
+            message["usage"] = {"input_tokens": 0, "output_tokens": 0}
+        self._message = message
+        self._state = "started"
+        out.append({**(event or {}), "type": "message_start", "message": copy.deepcopy(message)})
+
+    def _block_start(self, event: Event, out: list[Event]) -> None:
+        index, block = event.get("index"), event.get("content_block")
+        if not isinstance(index, int) or not isinstance(block, dict):
+            out.append(event)
+            return
+        self._close(out)  # Anthropic never interleaves blocks; a missing stop is made up here
+        self._blocks[index] = copy.deepcopy(block)
+        self._open = index
+        if block.get("type") == "text" and self._prefix:
+            if not block.get("text"):
+                self._held = _Held(index, event)
+                return
+            self._prefix = ""  # only the first text block can repeat the prefill
+        out.append(self._renumber(event))
+
+    def _block_delta(self, event: Event, out: list[Event]) -> None:
+        index, delta = event.get("index"), event.get("delta")
+        block = self._blocks.get(index) if isinstance(index, int) else None
+        if block is None or not isinstance(delta, dict):
+            out.append(event)
+            return
+        assert isinstance(index, int)
+        held = self._held
+        if held is not None and held.index == index:
+            text = delta.get("text") if delta.get("type") == "text_delta" else None
+            if self._prefix and isinstance(text, str):
+                text = self._prefix_check(held, text)
+                if not text:
+                    return
+                event = {**event, "delta": {**delta, "text": text}}
+            elif self._prefix:
+                self._prefix_release(out)
+            self._held_emit(out)
+        dtype = delta.get("type")
+        if dtype in ("text_delta", "thinking_delta", "input_json_delta"):
+            key = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}[dtype]
+            value = event["delta"].get(key)
+            if isinstance(value, str):
+                self._parts.setdefault(index, []).append(value)
+        elif dtype == "signature_delta":
+            block["signature"] = delta.get("signature", "")
+        elif dtype == "citations_delta" and "citation" in delta:
+            block.setdefault("citations", []).append(delta["citation"])
+        out.append(self._renumber(event))
+
+    def _block_stop(self, event: Event, out: list[Event]) -> None:
+        index = event.get("index")
+        if not isinstance(index, int) or index != self._open:
+            out.append(self._renumber(event) if isinstance(index, int) else event)
+            return
+        self._close(out, event)
+
+    def _message_delta(self, event: Event, out: list[Event]) -> None:
+        self._close(out)
+        delta = event.get("delta")
+        if isinstance(delta, dict):
+            self._message.update(delta)
+            if delta.get("stop_reason"):
+                self._finished = True
+        usage = event.get("usage")
+        if isinstance(usage, dict):  # cumulative counts: the latest wins (protocol.md §3.1)
+            self._message["usage"] = {**self._message.get("usage", {}), **usage}
+        out.append(event)
+
+    # -- blocks -----------------------------------------------------------------------------
+
+    def _renumber(self, event: Event) -> Event:
+        return {**event, "index": event["index"] - self._shift} if self._shift else event
+
+    def _close(self, out: list[Event], stop: Event | None = None) -> None:
+        index = self._open
+        if index is None:
+            return
+        self._open = None
+        held = self._held
+        if held is not None and held.index == index:
+            self._held = None
+            if self._prefix:
+                self._prefix_release(out, held)
+            if held.start is not None:
+                # The block was the repeated prefix and nothing else: it disappears.
+                del self._blocks[index]
+                self._parts.pop(index, None)
+                self._shift += 1
+                return
+        block = self._blocks[index]
+        if block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use"):
+            block["input"] = _input_parse("".join(self._parts.pop(index, ()))) if index in self._parts else block.get(
+                "input", {})
+        out.append(self._renumber(stop or {"type": "content_block_stop", "index": index}))
+
+    # -- prefill=rewrite: strip a repeated prefix ---------------------------------------------
+
+    def _prefix_check(self, held: _Held, text: str) -> str:
+        """Text to emit now ("" while it may still be the repeated prefix)."""
+        prefix, pos = self._prefix, held.pos
+        head = text[: len(prefix) - pos]
+        if prefix[pos: pos + len(head)] != head:
+            released = "".join(held.parts) + text
+            self._prefix_done(held)
+            return released
+        held.pos = pos + len(head)
+        if held.pos < len(prefix):
+            held.parts.append(text)
+            return ""
+        self._prefix_done(held)
+        self.notes.append(prefix_strip_note())
+        return text[len(head):]
+
+    def _prefix_done(self, held: _Held) -> None:
+        self._prefix = ""
+        held.parts = []
+
+    def _held_emit(self, out: list[Event], held: _Held | None = None) -> None:
+        """Send the held block's content_block_start (once)."""
+        held = held or self._held
+        if held is not None and held.start is not None:
+            out.append(self._renumber(held.start))
+            held.start = None
+
+    def _prefix_release(self, out: list[Event], held: _Held | None = None) -> None:
+        """The held text turned out not to be the whole prefix: send it as it came."""
+        held = held or self._held
+        if held is None:
+            return
+        text = "".join(held.parts)
+        self._prefix_done(held)
+        if text:
+            self._held_emit(out, held)
+            self._parts.setdefault(held.index, []).append(text)
+            out.append(self._renumber({"type": "content_block_delta", "index": held.index,
+                                       "delta": {"type": "text_delta", "text": text}}))
+
+
+def _input_parse(raw: str) -> Any:
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
