@@ -59,8 +59,45 @@ def _upstream_message(body: bytes) -> str:
     return str(data)[:500]
 
 
+# Anthropic's ``ErrorType`` values (anthropic-sdk-python ``types/shared/error_type.py``).
+ANTHROPIC_ERROR_TYPES = frozenset({
+    "invalid_request_error", "authentication_error", "permission_error", "not_found_error", "rate_limit_error",
+    "timeout_error", "overloaded_error", "api_error", "billing_error", "request_too_large",
+})
+
+
+def _anthropic_error(body: bytes) -> tuple[str, str] | None:
+    """(type, message) of an Anthropic envelope ``{"type": "error", "error": {...}}``, else None."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) and data.get("type") == "error" else None
+    if not isinstance(error, dict) or error.get("type") not in ANTHROPIC_ERROR_TYPES:
+        return None
+    message = error.get("message")
+    return error["type"], message if isinstance(message, str) and message else error["type"]
+
+
 def upstream_error(*, backend: str, status: int, body: bytes, headers: httpx.Headers) -> ApiError:
-    """Map a non-2xx backend answer to what the client sees (map by status, not vendor strings)."""
+    """Map a non-2xx backend answer to what the client sees (map by status, not vendor strings).
+
+    A native Anthropic backend's own error (its envelope) reaches the client with Anthropic's
+    type and message unchanged, except for 401/403, which concern the gateway's credentials.
+    """
+    anthropic = _anthropic_error(body) if status not in (401, 403) else None
+    if anthropic is not None:
+        error_type, message = anthropic
+        retry_after = headers.get("retry-after")
+        if status == 429 or error_type == "rate_limit_error":
+            return ApiError(429, message, type=error_type, source="transient", retry_after=retry_after)
+        if status in (503, 529) or error_type == "overloaded_error":
+            return ApiError(529, message, type="overloaded_error", source="transient", retry_after=retry_after)
+        if status in (408, 504):
+            return ApiError(504, message, type=error_type, source="transient")
+        if 400 <= status < 500:
+            return ApiError(status, message, type=error_type, source="client")
+        return ApiError(500, message, type=error_type, source="backend")
     message = f"backend {backend} answered {status}: {_upstream_message(body)}"
     if status == 429:
         return ApiError(429, message, source="transient", retry_after=headers.get("retry-after"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.backends.anthropic import AnthropicAdapter
 from gateway.backends.base import BackendAdapter, UpstreamCall
 from gateway.backends.openai_chat import OpenAIChatAdapter
 from gateway.snapshot import BackendInfo
@@ -9,6 +10,7 @@ from translation.errors import ApiError
 
 ADAPTERS: dict[str, BackendAdapter] = {
     OpenAIChatAdapter.kind: OpenAIChatAdapter(),
+    AnthropicAdapter.kind: AnthropicAdapter(),
 }
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -37,7 +38,10 @@ class BackendAdapter:
 
     kind: ClassVar[str]
 
-    def call_build(self, *, req: MessagesRequest, route: RouteInfo) -> UpstreamCall:
+    def call_build(self, *, req: MessagesRequest, route: RouteInfo,
+                   client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
+        """The upstream request; ``client_headers`` are the client's request headers (for the
+        kinds that forward some, such as ``anthropic-beta``)."""
         raise NotImplementedError
 
     def response_translate(self, *, body: dict[str, Any], req: MessagesRequest, route: RouteInfo,

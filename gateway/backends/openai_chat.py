@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.backends.base import BackendAdapter, StreamTranslator, UpstreamCall
@@ -12,11 +13,13 @@ from translation.schemas import MessagesRequest
 class OpenAIChatAdapter(BackendAdapter):
     kind = "openai_chat"
 
-    def call_build(self, *, req: MessagesRequest, route: RouteInfo) -> UpstreamCall:
+    def call_build(self, *, req: MessagesRequest, route: RouteInfo,
+                   client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
         body, notes = build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model)
         headers = {"content-type": "application/json", **self.auth_headers(route)}
         if req.stream:
             headers["accept"] = "text/event-stream"
+        headers.update(route.capabilities.extra_headers)
         return UpstreamCall(url=f"{route.backend.base_url}/chat/completions", body=body, headers=headers,
                             notes=notes)
 

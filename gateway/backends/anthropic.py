@@ -1,0 +1,38 @@
+"""Native Anthropic Messages backends (Anthropic, or any endpoint that speaks ``/v1/messages``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.backends.base import BackendAdapter, StreamTranslator, UpstreamCall
+from gateway.snapshot import RouteInfo
+from translation.anthropic import AnthropicStreamRelay, build_request, headers_build, translate_response
+from translation.notes import RewriteNote
+from translation.schemas import MessagesRequest
+
+
+class AnthropicAdapter(BackendAdapter):
+    kind = "anthropic"
+
+    def call_build(self, *, req: MessagesRequest, route: RouteInfo,
+                   client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
+        caps = route.capabilities
+        body, notes = build_request(req, caps, upstream_model=route.upstream_model or req.model)
+        protocol_headers, header_notes = headers_build(client_headers, caps)
+        headers = {"content-type": "application/json", **protocol_headers}
+        if route.backend.api_key:
+            headers["x-api-key"] = route.backend.api_key
+        if req.stream:
+            headers["accept"] = "text/event-stream"
+        headers.update(caps.extra_headers)
+        return UpstreamCall(url=f"{route.backend.base_url}/messages", body=body, headers=headers,
+                            notes=notes + header_notes)
+
+    def response_translate(self, *, body: dict[str, Any], req: MessagesRequest, route: RouteInfo,
+                           message_id: str) -> tuple[dict[str, Any], list[RewriteNote]]:
+        return translate_response(body, route.capabilities, request=req, message_id=message_id)
+
+    def stream_translator(self, *, req: MessagesRequest, route: RouteInfo, message_id: str,
+                          input_tokens: int) -> StreamTranslator:
+        return AnthropicStreamRelay(route.capabilities, request=req, message_id=message_id)
