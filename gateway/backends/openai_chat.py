@@ -15,7 +15,8 @@ class OpenAIChatAdapter(BackendAdapter):
 
     def call_build(self, *, req: MessagesRequest, route: RouteInfo,
                    client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
-        body, notes = build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model)
+        body, notes = build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model,
+                                    backend_name=route.backend.name)
         headers = {"content-type": "application/json", **self.auth_headers(route)}
         if req.stream:
             headers["accept"] = "text/event-stream"
