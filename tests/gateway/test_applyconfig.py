@@ -20,7 +20,12 @@ backends:
     base_url: http://127.0.0.1:8001/v1
     api_key: ${VLLM_API_KEY}
     preset: vllm
-    capabilities: {max_tokens_field: max_completion_tokens}
+    capabilities:
+      max_tokens_field: max_completion_tokens
+      max_tokens_cap: 32768
+      reasoning_fields_in: [reasoning]
+      extra_body: {chat_template_kwargs: {custom: 1}}
+      extra_headers: {x-team: infra}
 routes:
   - model: qwen3-coder
     backend: local-vllm
@@ -54,7 +59,13 @@ def test_config_creates_backends_routes_and_hashed_keys(tmp_path: Path, env: Non
     backend = Backend.objects.get(name="local-vllm")
     assert backend.api_key == "sk-upstream-secret-1234"
     assert backend.capabilities().prefill == "continue_final_message"
-    assert backend.capabilities().max_tokens_field == "max_completion_tokens"
+    caps = backend.capabilities()
+    assert caps.max_tokens_field == "max_completion_tokens"
+    assert caps.max_tokens_cap == 32768
+    assert caps.reasoning_fields_in == ("reasoning",)
+    assert caps.extra_body == {"chat_template_kwargs": {"custom": 1}}
+    assert caps.extra_headers == {"x-team": "infra"}
+    assert caps.thinking_control == "enable_thinking"  # from the preset
     routes = list(Route.objects.order_by("order"))
     assert [r.model for r in routes] == ["claude-*haiku*", "qwen3-coder"]
     assert routes[1].upstream_model == "Qwen/Qwen3-Coder-30B-A3B-Instruct"
@@ -83,6 +94,8 @@ def test_a_changed_field_is_reported(tmp_path: Path, env: None) -> None:
         ("backends: [{name: x, base_url: 'http://a/v1', preset: nonsense}]", "preset"),
         ("backends: [{name: x, base_url: 'http://a/v1', capabilities: {warp_drive: true}}]", "warp_drive"),
         ("backends: [{name: x, base_url: 'http://a/v1', capabilities: {prefill: sometimes}}]", "prefill"),
+        ("backends: [{name: x, base_url: 'http://a/v1', capabilities: {max_tokens_cap: lots}}]", "max_tokens_cap"),
+        ("backends: [{name: x, base_url: 'http://a/v1', capabilities: {extra_body: [1]}}]", "extra_body"),
         ("routes: [{model: m, backend: ghost}]", "ghost"),
         ("keys: [{name: k, key: short}]", "16 characters"),
         ("keys: [{name: k, key: '${NOT_SET_ANYWHERE}'}]", "NOT_SET_ANYWHERE"),
