@@ -17,7 +17,14 @@ from django.db import close_old_connections
 
 log = logging.getLogger(__name__)
 
-_SECRET_HEADERS = {"x-api-key", "authorization", "cookie", "proxy-authorization", "api-key"}
+# Header names that carry credentials: the usual ones, and any operator-added header (backend
+# capability extra_headers) whose name says it is a key, token, secret or credential.
+_SECRET_HEADER_WORDS = ("key", "auth", "token", "secret", "cookie", "password", "credential", "signature")
+
+
+def _is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_HEADER_WORDS)
 
 
 def secret_mask(value: str) -> str:
@@ -25,7 +32,7 @@ def secret_mask(value: str) -> str:
 
 
 def headers_mask(headers: Any) -> dict[str, str]:
-    return {k: (secret_mask(v) if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
+    return {k: (secret_mask(v) if _is_secret_header(k) else v) for k, v in headers.items()}
 
 
 @dataclass
