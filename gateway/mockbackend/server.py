@@ -6,6 +6,7 @@ pre-framed bytes; a stream is written and drained chunk by chunk so pacing (`del
 client back-pressure are real. Endpoints:
 
     POST   /v1/chat/completions   scripted reply, streamed (SSE, chunked) or not
+    POST   /v1/messages           native Anthropic Messages (``native.py``), streamed or not
     GET    /v1/models             OpenAI list: "mock" and "mock-<scenario>" for each scenario
     POST   /tokenize              vLLM shape {"count", "max_model_len", "tokens"}
     GET    /health, /version
@@ -31,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from gateway.mockbackend.native import anthropic_error, native_respond
 from gateway.mockbackend.scenarios import (
     MAX_MODEL_LEN,
     REASONING_FIELDS,
@@ -370,6 +372,7 @@ class MockServer:
         )
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
+            ("POST", "/v1/messages"): self._messages,
             ("GET", "/v1/models"): self._static(self._models_body),
             ("GET", "/health"): self._static(b'{"status":"ok"}'),
             ("GET", "/version"): self._static(orjson.dumps({"version": version})),
@@ -515,6 +518,33 @@ class MockServer:
         self.requests.append(entry)
         if len(self.requests) > self.max_records:
             del self.requests[: len(self.requests) - self.max_records]
+
+    async def _messages(
+        self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        entry: dict[str, Any] = {"path": request.path, "headers": request.headers, "body": None, "scenario": None}
+        self._record(entry)
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            entry["body"] = request.body.decode("utf-8", "replace")
+            error = anthropic_error("invalid_request_error", "Request body is not valid JSON")
+            return await self._reply(writer, request, _json_response(400, error))
+        entry["body"] = body
+        answer = native_respond(body, request.headers)
+        entry["scenario"] = answer.scenario
+        if answer.frames is None:
+            return await self._reply(writer, request, _json_response(answer.status, answer.body, answer.headers))
+        writer.write(http_head(200, content_type=b"text/event-stream", length=None, headers=answer.headers))
+        delay = self.knobs.delay_ms / 1000
+        for n, frame in enumerate(answer.frames):
+            if n and delay:
+                await _pause(reader, writer, delay)
+            writer.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+            await writer.drain()
+        writer.write(LAST_CHUNK)
+        await writer.drain()
+        return request.keep_alive
 
     async def _chat_completions(
         self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
