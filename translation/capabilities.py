@@ -20,6 +20,7 @@ THINKING_CONTROLS = ("none", "enable_thinking", "template_thinking", "reasoning_
 TOOL_CHOICE_SUPPORT = ("full", "no_required", "auto_only", "omit")
 FOREIGN_THINKING_POLICIES = ("drop", "to_text")
 IMAGE_POLICIES = ("pass", "placeholder", "reject")
+REASONING_SUMMARIES = ("none", "auto", "concise", "detailed")
 
 # Fields the prefill strategy sets: no drop_fields or extra_body may remove or change them.
 PROTECTED_BODY_FIELDS = ("continue_final_message", "add_generation_prompt")
@@ -73,6 +74,12 @@ class Capabilities:
     strip_billing_header: bool = True
     # What to do with ``role: system`` messages inside ``messages``.
     system_messages: str = "hoist"
+    # -- OpenAI Responses backends (protocol.md §8) --
+    # Reasoning summary to ask for with reasoning.effort ("none": do not ask).
+    reasoning_summary: str = "auto"
+    # Stateless use: store: false and include reasoning.encrypted_content, so reasoning can be
+    # replayed from the client's history instead of server-side state.
+    stateless: bool = True
     # -- native Anthropic backends (protocol.md §9.4) --
     # Thinking blocks the gateway made from another backend's reasoning: drop them, or send
     # their text as a text block (never as thinking Claude would reject).
@@ -130,6 +137,10 @@ FIELD_HELP: dict[str, str] = {
     "images": "Images: pass, placeholder (replace by a text note, for text-only models), or reject (400).",
     "strip_billing_header": "Remove Claude Code's per-request x-anthropic-billing-header system block.",
     "system_messages": "role:system messages inside messages: hoist into the system prompt, keep, or reject.",
+    "reasoning_summary": "Responses backends: reasoning summary requested with reasoning.effort "
+    "(none, auto, concise, detailed).",
+    "stateless": "Responses backends: send store: false and include reasoning.encrypted_content so "
+    "reasoning round-trips through the client's history.",
     "foreign_thinking": "Native Anthropic backends: thinking blocks made by the gateway from another "
     "backend's reasoning are dropped, or sent as text (never with a signature Claude would reject).",
     "betas": "Native Anthropic backends: anthropic-beta values forwarded; * for all, empty for none.",
@@ -149,6 +160,7 @@ FIELD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                              "stream_usage")),
     ("Tools and content", ("tool_choice", "parallel_tool_calls", "images")),
     ("System prompt", ("strip_billing_header", "system_messages")),
+    ("OpenAI Responses backends", ("reasoning_summary", "stateless")),
     ("Native Anthropic backends", ("foreign_thinking", "betas", "cache_control_extensions")),
     ("Escape hatches", ("drop_fields", "extra_body", "extra_headers")),
 )
@@ -163,6 +175,7 @@ CAPABILITY_CHOICES: dict[str, tuple[str, ...]] = {
     "tool_choice": TOOL_CHOICE_SUPPORT,
     "foreign_thinking": FOREIGN_THINKING_POLICIES,
     "images": IMAGE_POLICIES,
+    "reasoning_summary": REASONING_SUMMARIES,
 }
 
 # One table: each preset says only where it differs from the defaults, and why (the README's
