@@ -143,9 +143,9 @@ async def backends_probe(backends: list[Backend]) -> list[ProbeResult]:
 def probe_report(request: HttpRequest, backend: Backend, result: ProbeResult) -> None:
     """Admin messages for one probe. Built from the result only, which never holds the key."""
     if not result.reachable:
-        messages.error(request, f"{backend.name}: unreachable — {result.error}")
+        messages.error(request, f"Backend {backend.name}: unreachable — {result.error}")
         return
-    parts = [f"{backend.name}: reachable, HTTP {result.status} in {result.latency_ms:g} ms"]
+    parts = [f"Backend {backend.name}: reachable, HTTP {result.status} in {result.latency_ms:g} ms"]
     if result.server:
         parts.append(f"server {result.server}")
     if result.models:
@@ -162,7 +162,7 @@ def probe_report(request: HttpRequest, backend: Backend, result: ProbeResult) ->
         parts.append(result.error)
     level = messages.WARNING if result.error else messages.SUCCESS
     messages.add_message(request, level, " · ".join(parts))
-    messages.info(request, f"{backend.name} evidence: " + "; ".join(result.evidence))
+    messages.info(request, f"Evidence for {backend.name}: " + "; ".join(result.evidence))
 
 
 @admin.register(Backend)
