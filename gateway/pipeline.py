@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -197,14 +197,34 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
         raise upstream_error(backend=route.backend.name, status=resp.status_code, body=body, headers=resp.headers)
     translator = adapter.stream_translator(req=req, route=route, message_id=id_new("msg_"),
                                            input_tokens=tokens_estimate(req))
-    response = StreamingHttpResponse(_stream_relay(resp, translator, record, route),
-                                     content_type="text/event-stream")
+    response = _EventStreamResponse(_stream_relay(resp, translator, record, route),
+                                    content_type="text/event-stream")
     response["cache-control"] = "no-cache"
     response["x-accel-buffering"] = "no"
     return response
 
 
-async def _chunks_with_pings(chunks: AsyncIterator[bytes], interval: float) -> AsyncIterator[Any]:
+class _EventStreamResponse(StreamingHttpResponse):
+    """Closes the relay when the server closes the response.
+
+    On a client disconnect Django cancels the response task; if that lands while the server is
+    sending, Django closes only its own iterator (``aclosing(aiter(response))``), leaving the
+    relay suspended, its upstream connection open until garbage collection.
+    """
+
+    def __init__(self, relay: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(relay, **kwargs)
+        self._relay = relay
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self._relay:
+                yield part
+        finally:
+            await self._relay.aclose()
+
+
+async def _chunks_with_pings(chunks: AsyncIterator[bytes], interval: float) -> AsyncGenerator[Any, None]:
     """Upstream byte chunks, with ``_PING`` whenever the backend stays silent for ``interval``."""
     pending: asyncio.Future[bytes] | None = None
     try:
@@ -222,16 +242,22 @@ async def _chunks_with_pings(chunks: AsyncIterator[bytes], interval: float) -> A
             pending = None
             yield chunk
     finally:
-        if pending is not None and not pending.done():
+        if pending is not None:
+            # Closed while a read is in flight (the client left during a ping): end the read
+            # before the caller closes the upstream response under it.
             pending.cancel()
+            await asyncio.wait({pending})
+            if not pending.cancelled():
+                pending.exception()  # retrieved, so asyncio does not log it: nobody wants it now
 
 
 async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, record: ExchangeRecord,
-                        route: RouteInfo) -> AsyncIterator[bytes]:
+                        route: RouteInfo) -> AsyncGenerator[bytes, None]:
     full = record.capture == "full"
     upstream_log: list[list[Any]] = []
     client_log: list[list[Any]] = []
     decoder = SSEDecoder()
+    chunks = _chunks_with_pings(resp.aiter_bytes(), settings.STREAM_PING_SECONDS)
     ended = False
 
     def emit(events: list[dict[str, Any]]) -> bytes:
@@ -251,7 +277,7 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
     try:
         record.mark("first_event")
         yield emit(translator.start())
-        async for raw in _chunks_with_pings(resp.aiter_bytes(), settings.STREAM_PING_SECONDS):
+        async for raw in chunks:
             if raw is _PING:
                 yield emit([{"type": "ping"}])
                 continue
@@ -292,6 +318,7 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
         record.disconnected = True
         raise
     finally:
+        await chunks.aclose()
         await resp.aclose()
         record.status = 200
         message = translator.message
