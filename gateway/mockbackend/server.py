@@ -10,7 +10,8 @@ client back-pressure are real. Endpoints:
     GET    /v1/models             OpenAI list: "mock" and "mock-<scenario>" for each scenario
     POST   /tokenize              vLLM shape {"count", "max_model_len", "tokens"}
     GET    /health, /version
-    GET    /_mock/requests        every chat request received (path, headers, body), oldest first
+    GET    /_mock/requests        every chat request received (path, headers, body; for a stream
+                                  also how and when it ended), oldest first
     DELETE /_mock/requests        forget them
 
 No Django here (only the management command imports it).
@@ -162,6 +163,20 @@ async def _pause(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sec
         if reader.at_eof() or writer.is_closing():
             raise ConnectionResetError("client went away")
         await asyncio.sleep(min(left, 0.1))
+
+
+def stream_log_start() -> dict[str, Any]:
+    """How one streamed chat reply went, as `/_mock/requests` shows it under `stream`: `started`
+    and `ended` in `time.monotonic()` seconds (comparable within the process, e.g. with a
+    `MockServerThread` user's clock), `frames` sent, and `outcome`: "streaming", "complete",
+    "dropped" (the scenario hung up) or "client_closed" (noticed within 0.1 s during a pause
+    longer than 0.2 s, else at the next write)."""
+    return {"started": time.monotonic(), "ended": None, "frames": 0, "outcome": "streaming"}
+
+
+def stream_log_end(log: dict[str, Any], outcome: str) -> None:
+    log["ended"] = time.monotonic()
+    log["outcome"] = outcome
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,19 +641,26 @@ class MockServer:
         writer.write(http_head(200, content_type=b"text/event-stream", length=None, headers=scenario_header))
         delay = knobs.delay_ms / 1000
         sent = 0
-        for frame in frames:
-            if sent and delay:
-                await _pause(reader, writer, delay)
-            if sent == script.drop_after:
+        entry["stream"] = stream_log = stream_log_start()
+        try:
+            for frame in frames:
+                if sent and delay:
+                    await _pause(reader, writer, delay)
+                if sent == script.drop_after:
+                    await writer.drain()
+                    stream_log_end(stream_log, "dropped")
+                    return False  # the connection loop closes the socket: no last chunk, no [DONE]
+                writer.write(b"%x\r\n%b\r\n" % (len(frame), frame))
                 await writer.drain()
-                return False  # the connection loop closes the socket: no last chunk, no [DONE]
-            writer.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+                sent = stream_log["frames"] = sent + 1
+                if sent == script.stall_after:
+                    await _pause(reader, writer, script.stall_s)
+            writer.write(LAST_CHUNK)
             await writer.drain()
-            sent += 1
-            if sent == script.stall_after:
-                await _pause(reader, writer, script.stall_s)
-        writer.write(LAST_CHUNK)
-        await writer.drain()
+        except ConnectionError:
+            stream_log_end(stream_log, "client_closed")
+            raise
+        stream_log_end(stream_log, "complete")
         return request.keep_alive
 
 
