@@ -37,13 +37,14 @@ _STATUS_FOR_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "
 class _Held:
     """The first text block under prefill=rewrite while it may still repeat the prefix."""
 
-    __slots__ = ("index", "parts", "pos", "start")
+    __slots__ = ("index", "parts", "pos", "start", "stripped")
 
     def __init__(self, index: int, start: Event) -> None:
         self.index = index  # upstream index
         self.start: Event | None = start  # its content_block_start, until it is emitted
         self.parts: list[str] = []  # text held back
         self.pos = 0  # characters of the prefix matched so far
+        self.stripped = False  # the whole prefix was found and removed
 
 
 class AnthropicStreamRelay:
@@ -255,7 +256,9 @@ class AnthropicStreamRelay:
             self._held = None
             if self._prefix:
                 self._prefix_release(out, held)
-            if held.start is not None:
+            if held.start is not None and not held.stripped:
+                self._held_emit(out, held)  # an empty text block, relayed as it came
+            elif held.start is not None:
                 # The block was the repeated prefix and nothing else: it disappears.
                 del self._blocks[index]
                 self._parts.pop(index, None)
@@ -282,6 +285,7 @@ class AnthropicStreamRelay:
             held.parts.append(text)
             return ""
         self._prefix_done(held)
+        held.stripped = True
         self.notes.append(prefix_strip_note())
         return text[len(head):]
 
