@@ -81,11 +81,32 @@ def gateway(mock_backend: MockServerThread, tmp_path_factory: pytest.TempPathFac
     config = tmp / "dragoman.yaml"
     config.write_text(f"""
 backends:
+  - name: mock-anthropic
+    kind: anthropic
+    base_url: {mock_backend.url}
+    preset: anthropic-no-prefill
+    read_timeout: 20
   - name: mock-vllm
     base_url: {mock_backend.url}
     preset: vllm
     read_timeout: 20
+  - name: mock-vllm-short-timeout
+    base_url: {mock_backend.url}
+    preset: vllm
+    read_timeout: 0.5
 routes:
+  - model: claude-opus-4-6*
+    backend: mock-anthropic
+    upstream_model: mock-no-prefill
+    order: 10
+  - model: native-prefill-*
+    backend: mock-anthropic
+    upstream_model: mock-no-prefill
+    capabilities: {{prefill: native}}
+    order: 10
+  - model: native-*
+    backend: mock-anthropic
+    order: 20
   - model: rewrite-*
     backend: mock-vllm
     upstream_model: mock-repeats_prefill
@@ -95,6 +116,9 @@ routes:
     upstream_model: mock-model
   - model: mock-*
     backend: mock-vllm
+  - model: short-timeout-*
+    backend: mock-vllm-short-timeout
+    upstream_model: mock-model
 keys:
   - name: e2e
     key: {E2E_KEY}
@@ -103,6 +127,9 @@ keys:
     env = {**os.environ, "DATABASE_URL": db_url, "DRAGOMAN_SECRET_KEY": "e2e-secret", "DEBUG": "0",
            "ALLOWED_HOSTS": "127.0.0.1,localhost", "DRAGOMAN_CONFIG": str(config),
            "DJANGO_SETTINGS_MODULE": "gateway.settings", "DRAGOMAN_INSPECTOR_FLUSH_SECONDS": "0.05"}
+    # Pings after 0.4 s of backend silence, so a test can see them without long pauses (the SDK
+    # and Claude Code ignore pings, so other tests are unaffected).
+    env["DRAGOMAN_STREAM_PING_SECONDS"] = "0.4"
     gw = Gateway(url=f"http://127.0.0.1:{port}", key=E2E_KEY, mock=mock_backend, env=env)
     gw.manage("migrate", "--noinput")
     log = open(tmp / "daphne.log", "wb")
