@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from translation.capabilities import CAPABILITY_CHOICES, FIELD_HELP, PRESETS, Capabilities, capabilities_build
+from translation.capabilities import CAPABILITY_CHOICES, PRESETS, Capabilities, capabilities_build
 
 
 class BackendKind(models.TextChoices):
@@ -70,18 +70,18 @@ class Backend(models.Model):
 
 
 def _capability_field(name: str, default: Any) -> models.Field[Any, Any]:
-    help_text = FIELD_HELP.get(name, "") + " Empty: use the preset's value."
+    # No help_text here: the admin form writes it from translation.capabilities.FIELD_HELP, so
+    # rewording help never needs a migration.
     if isinstance(default, bool):
-        return models.BooleanField(null=True, blank=True, default=None, help_text=help_text)
+        return models.BooleanField(null=True, blank=True, default=None)
     if isinstance(default, int):
-        return models.PositiveIntegerField(null=True, blank=True, default=None, help_text=help_text)
+        return models.PositiveIntegerField(null=True, blank=True, default=None)
     if isinstance(default, dict):
-        return models.JSONField(null=True, blank=True, default=None, help_text=help_text)
+        return models.JSONField(null=True, blank=True, default=None)
     if isinstance(default, tuple):
-        return models.CharField(max_length=200, null=True, blank=True, default=None,
-                                help_text=help_text + " Comma-separated.")
+        return models.CharField(max_length=200, null=True, blank=True, default=None)
     choices = CAPABILITY_CHOICES.get(name)
-    return models.CharField(max_length=64, null=True, blank=True, default=None, help_text=help_text,
+    return models.CharField(max_length=64, null=True, blank=True, default=None,
                             choices=[(c, c) for c in choices] if choices else None)
 
 

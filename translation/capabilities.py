@@ -116,7 +116,8 @@ FIELD_HELP: dict[str, str] = {
     "prefill_trim_whitespace": "Trim trailing whitespace from a prefill (Anthropic answers 400 to it).",
     "reasoning_fields_in": "Response fields read as reasoning, in order (vLLM moved from "
     "reasoning_content to reasoning).",
-    "reasoning_field_out": "Assistant-message field that carries replayed thinking; empty to never send it.",
+    "reasoning_field_out": "Assistant-message field that carries replayed thinking; an empty value "
+    "(\"-\" in the admin) never sends it.",
     "reasoning_replay": "Which history turns get their thinking back: always, tool_turns (only turns "
     "with tool calls, as DeepSeek thinking mode and Kimi require), or never (legacy DeepSeek R1).",
     "reasoning_placeholder": "Reasoning sent on a tool-call turn that has none when reasoning_replay "
