@@ -125,11 +125,16 @@ async def _chunked_body_read(reader: asyncio.StreamReader) -> bytes:
         parts.append((await reader.readexactly(size + 2))[:-2])
 
 
+def _phrase(status: int) -> str:
+    # 529 is Anthropic's "overloaded", which http.HTTPStatus does not know.
+    return HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Overloaded"
+
+
 def http_head(
     status: int, *, content_type: bytes, length: int | None, headers: tuple[tuple[str, str], ...] = ()
 ) -> bytes:
     lines = [
-        b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\n" % (status, HTTPStatus(status).phrase.encode(), content_type)
+        b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\n" % (status, _phrase(status).encode(), content_type)
     ]
     if length is None:
         lines.append(b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n")

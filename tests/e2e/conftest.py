@@ -81,6 +81,11 @@ def gateway(mock_backend: MockServerThread, tmp_path_factory: pytest.TempPathFac
     config = tmp / "dragoman.yaml"
     config.write_text(f"""
 backends:
+  - name: mock-anthropic
+    kind: anthropic
+    base_url: {mock_backend.url}
+    preset: anthropic-no-prefill
+    read_timeout: 20
   - name: mock-vllm
     base_url: {mock_backend.url}
     preset: vllm
@@ -90,6 +95,18 @@ backends:
     preset: vllm
     read_timeout: 0.5
 routes:
+  - model: claude-opus-4-6*
+    backend: mock-anthropic
+    upstream_model: mock-no-prefill
+    order: 10
+  - model: native-prefill-*
+    backend: mock-anthropic
+    upstream_model: mock-no-prefill
+    capabilities: {{prefill: native}}
+    order: 10
+  - model: native-*
+    backend: mock-anthropic
+    order: 20
   - model: rewrite-*
     backend: mock-vllm
     upstream_model: mock-repeats_prefill
