@@ -24,6 +24,7 @@ from translation.notes import RewriteNote
 from translation.openai_chat.common import (
     body_error,
     chat_signature,
+    content_text,
     fatal_finish_error,
     reasoning_read,
     stop_reason_decide,
@@ -93,6 +94,11 @@ class ChatStreamTranslator:
         self._finishes: dict[int, tuple[Any, Any]] = {}
         self._usage_raw: dict[str, Any] | None = None
         self._refused = False
+        # Several choices: the first to send text or reasoning streams live; the others' text and
+        # reasoning are held and sent whole at the end (one block each), so choices never
+        # interleave into one another's text. Tool calls are keyed by choice anyway.
+        self._live_choice: int | None = None
+        self._held: dict[tuple[int, str], list[str]] = {}
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
         # prefill=rewrite: hold the first text until it is known whether it repeats the prefix.
@@ -139,6 +145,11 @@ class ChatStreamTranslator:
         out = self.start()
         self._prefix_release(out)
         self._close(out)
+        for (ci, kind), parts in sorted(self._held.items(), key=lambda item: (item[0][0], item[0][1] == "text")):
+            self._live_choice = ci
+            self._block_delta(kind, ci, "".join(parts), out)
+            self._close(out)
+        self._held.clear()
         for tool in sorted(self._pending, key=lambda t: t.key):
             if tool.name:
                 self._tool_open(tool, out)
@@ -213,8 +224,8 @@ class ChatStreamTranslator:
             reasoning = reasoning_read(delta, self.caps.reasoning_fields_in)
             if reasoning:
                 self._reasoning(ci, reasoning, out)
-            text = delta.get("content")
-            if isinstance(text, str) and text:
+            text = content_text(delta.get("content"))  # a string, or (some backends) text parts
+            if text:
                 self._text(ci, text, out)
             refusal = delta.get("refusal")
             if isinstance(refusal, str) and refusal:
@@ -250,6 +261,11 @@ class ChatStreamTranslator:
         self._open = None
 
     def _block_delta(self, kind: str, ci: int, text: str, out: list[Event]) -> None:
+        if self._live_choice is None:
+            self._live_choice = ci
+        if ci != self._live_choice:
+            self._held.setdefault((ci, kind), []).append(text)
+            return
         if self._open != (kind, ci):
             self._close(out)
             block = _Block(kind)
