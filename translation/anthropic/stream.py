@@ -265,9 +265,8 @@ class AnthropicStreamRelay:
                 self._shift += 1
                 return
         block = self._blocks[index]
-        if block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use"):
-            block["input"] = _input_parse("".join(self._parts.pop(index, ()))) if index in self._parts else block.get(
-                "input", {})
+        if block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use") and index in self._parts:
+            block["input"] = _input_parse("".join(self._parts.pop(index)))
         out.append(self._renumber(stop or {"type": "content_block_stop", "index": index}))
 
     # -- prefill=rewrite: strip a repeated prefix ---------------------------------------------
