@@ -267,3 +267,33 @@ async def test_a_disconnect_during_pings_leaves_no_upstream_read_behind(gateway_
     await asyncio.wait_for(app, timeout=2)
     assert stream.closed_at is not None and stream.closed_at - (client.disconnected_at or 0) < 0.5
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_leaves_before_the_backend_answers_is_recorded_and_the_call_cancelled(
+    gateway_setup: str, upstream: Upstream, recorded: Any, stream: bool
+) -> None:
+    """An SDK timing out on a slow first byte: the upstream call is abandoned at once, and the
+    inspector still shows the request, marked disconnected (499, nginx's "client closed")."""
+    cancelled_at: list[float] = []
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled_at.append(time.monotonic())
+            raise
+        return httpx.Response(500)
+
+    upstream.handler = slow  # type: ignore[assignment]
+    client = AsgiClient(user_request(stream=stream))
+    app = asyncio.create_task(ASGIHandler()(client.scope(), client.receive, client.send))
+    await asyncio.sleep(0.2)
+    assert len(upstream.requests) == 1 and client.sent == []
+    client.disconnect()
+    await asyncio.wait_for(app, timeout=2)
+    assert cancelled_at and cancelled_at[0] - (client.disconnected_at or 0) < 0.5
+    [exchange] = await recorded()
+    assert (exchange.disconnected, exchange.status, exchange.stream) == (True, 499, stream)
+    assert exchange.upstream_request["body"]["model"] == "Qwen/Qwen3-8B"
+    assert exchange.duration_ms is not None
