@@ -19,6 +19,7 @@ from gateway.backends.base import BackendAdapter, StreamTranslator, UpstreamCall
 from gateway.errors import error_response
 from gateway.ids import id_new
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
+from gateway.tokencount import tokens_count
 from gateway.upstream import client_for, transport_error, upstream_error
 from inspector.recorder import ExchangeRecord, headers_mask, recorder
 from translation.errors import ApiError
@@ -343,11 +344,12 @@ async def count_tokens(request: HttpRequest) -> HttpResponseBase:
 
 
 async def _count_tokens_serve(request: HttpRequest, record: ExchangeRecord) -> HttpResponseBase:
-    req, _route = await _admit(request, record, count_tokens_request_parse)
-    count = tokens_estimate(req)
-    result = {"input_tokens": count}
+    req, route = await _admit(request, record, count_tokens_request_parse)
+    counted = await tokens_count(req, route, client_headers=request.headers)
+    result = {"input_tokens": counted.input_tokens}
     record.status = 200
-    record.usage = {"input_tokens": count, "counted": "estimate"}
+    record.usage = {"input_tokens": counted.input_tokens, "counted": "exact" if counted.exact else "estimate",
+                    "method": counted.method, "detail": counted.detail}
     record.client_response = {"body": result}
     record.mark("finished")
     recorder.submit(record)

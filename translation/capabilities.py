@@ -21,6 +21,7 @@ TOOL_CHOICE_SUPPORT = ("full", "no_required", "auto_only", "omit")
 FOREIGN_THINKING_POLICIES = ("drop", "to_text")
 IMAGE_POLICIES = ("pass", "placeholder", "reject")
 REASONING_SUMMARIES = ("none", "auto", "concise", "detailed")
+TOKEN_COUNT_METHODS = ("estimate", "chat_tokenize", "llamacpp_tokenize", "native")
 
 # Fields the prefill strategy sets: no drop_fields or extra_body may remove or change them.
 PROTECTED_BODY_FIELDS = ("continue_final_message", "add_generation_prompt")
@@ -61,6 +62,13 @@ class Capabilities:
     sampling_exclusive: bool = False
     # Ask for usage in streams (``stream_options.include_usage``).
     stream_usage: bool = True
+    # -- token counting (count_tokens) --
+    # How count_tokens counts: the backend renders and tokenizes the translated request
+    # (chat_tokenize: vLLM/SGLang messages+tools; llamacpp_tokenize: /apply-template then
+    # /tokenize), native (Anthropic's own endpoint), or a conservative local estimate.
+    token_count: str = "estimate"
+    # Path of the tokenize endpoint on the backend's server root (vLLM /tokenize, SGLang /v1/tokenize).
+    tokenize_path: str = "/tokenize"
     # -- tools and content --
     # tool_choice the backend accepts: everything, no "required"/named, only auto, or none at all.
     tool_choice: str = "full"
@@ -129,6 +137,11 @@ FIELD_HELP: dict[str, str] = {
     "max_tokens_field": "Output-token limit field: max_tokens, or max_completion_tokens for OpenAI.",
     "max_tokens_cap": "Largest output-token limit the backend accepts; larger requests are clamped "
     "(0: no limit).",
+    "token_count": "How count_tokens counts: chat_tokenize (the backend renders and tokenizes the translated "
+    "messages and tools: vLLM, SGLang), llamacpp_tokenize (/apply-template then /tokenize), native "
+    "(Anthropic count_tokens), or estimate (a documented local estimate that errs high). A failed "
+    "backend count falls back to the estimate.",
+    "tokenize_path": "Tokenize endpoint on the server root (without /v1): vLLM /tokenize, SGLang /v1/tokenize.",
     "top_k": "Forward top_k (OpenAI rejects unknown sampling fields).",
     "sampling_exclusive": "The backend rejects temperature and top_p together: top_p is dropped.",
     "stream_usage": "Send stream_options.include_usage so streams report token usage.",
@@ -159,6 +172,7 @@ FIELD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                 "reasoning_placeholder", "thinking_control")),
     ("Output and sampling", ("max_tokens_field", "max_tokens_cap", "top_k", "sampling_exclusive",
                              "stream_usage")),
+    ("Token counting", ("token_count", "tokenize_path")),
     ("Tools and content", ("tool_choice", "parallel_tool_calls", "images")),
     ("System prompt", ("strip_billing_header", "system_messages")),
     ("OpenAI Responses backends", ("reasoning_summary", "stateless")),
@@ -177,6 +191,7 @@ CAPABILITY_CHOICES: dict[str, tuple[str, ...]] = {
     "foreign_thinking": FOREIGN_THINKING_POLICIES,
     "images": IMAGE_POLICIES,
     "reasoning_summary": REASONING_SUMMARIES,
+    "token_count": TOKEN_COUNT_METHODS,
 }
 
 # One table: each preset says only where it differs from the defaults, and why (the README's
@@ -189,15 +204,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # templates switch thinking with chat_template_kwargs.enable_thinking, and a prefill under an
     # open <think> is misfiled by the reasoning parser, so prefill turns thinking off.
     "vllm": {"prefill": "continue_final_message", "reasoning_field_out": "reasoning",
-             "thinking_control": "enable_thinking", "prefill_with_thinking": "disable_thinking"},
+             "thinking_control": "enable_thinking", "prefill_with_thinking": "disable_thinking",
+             "token_count": "chat_tokenize"},
     # SGLang: continue_final_message; reasoning_content both ways; enable_thinking (qwen3/glm45
     # parsers; set thinking_control=template_thinking for deepseek-v3/kimi_k2).
     "sglang": {"prefill": "continue_final_message", "thinking_control": "enable_thinking",
-               "prefill_with_thinking": "disable_thinking"},
+               "prefill_with_thinking": "disable_thinking", "token_count": "chat_tokenize",
+               "tokenize_path": "/v1/tokenize"},
     # llama.cpp: a trailing assistant message is continued automatically (--prefill-assistant)
     # but 400s with thinking on ("Assistant response prefill is incompatible with enable_thinking").
     "llamacpp": {"prefill": "native", "thinking_control": "enable_thinking",
-                 "prefill_with_thinking": "disable_thinking"},
+                 "prefill_with_thinking": "disable_thinking", "token_count": "llamacpp_tokenize"},
     # Ollama /v1: "reasoning" both ways; reasoning_effort switches thinking.
     "ollama": {"prefill": "native", "reasoning_field_out": "reasoning", "thinking_control": "reasoning_effort"},
     # OpenAI: no prefill, no reasoning text, max_completion_tokens, no top_k, reasoning_effort.
@@ -224,10 +241,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Native Anthropic up to Claude 4.5: prefill is native; keep Claude Code's system blocks;
     # thinking passes through; trailing prefill whitespace and temperature+top_p are 400s.
     "anthropic": {"prefill": "native", "strip_billing_header": False, "thinking_control": "native",
+                  "token_count": "native",
                   "prefill_trim_whitespace": True, "sampling_exclusive": True,
                   "prefill_with_thinking": "disable_thinking"},
     # Claude 4.6 and later answer 400 to a prefill: rewrite it into a user turn.
     "anthropic-no-prefill": {"prefill": "rewrite", "strip_billing_header": False, "thinking_control": "native",
+                             "token_count": "native",
                              "prefill_trim_whitespace": True, "sampling_exclusive": True},
 }
 

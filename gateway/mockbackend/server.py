@@ -397,6 +397,9 @@ class MockServer:
             ("GET", "/health"): self._static(b'{"status":"ok"}'),
             ("GET", "/version"): self._static(orjson.dumps({"version": version})),
             ("POST", "/tokenize"): self._tokenize,
+            ("POST", "/v1/tokenize"): self._tokenize,
+            ("POST", "/apply-template"): self._apply_template,
+            ("POST", "/v1/messages/count_tokens"): self._messages_count_tokens,
             ("GET", "/_mock/requests"): self._requests_list,
             ("DELETE", "/_mock/requests"): self._requests_clear,
         }
@@ -523,8 +526,11 @@ class MockServer:
             )
         elif isinstance(body, dict) and isinstance(body.get("prompt"), str):
             text = body["prompt"]
+        elif isinstance(body, dict) and isinstance(body.get("content"), str):  # llama.cpp
+            text = body["content"]
         else:
             return await self._reply(writer, request, _error_response(400, "Expected 'messages' or 'prompt'"))
+        self._record({"path": request.path, "headers": dict(request.headers), "body": body})
         count = tokens_estimate(text)
         response = {
             "count": count,
@@ -533,6 +539,42 @@ class MockServer:
             "token_strs": None,
         }
         return await self._reply(writer, request, _json_response(200, orjson.dumps(response)))
+
+    async def _apply_template(
+        self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """llama.cpp: render a chat request with the (ChatML-like) template: ``{"prompt": …}``."""
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return await self._reply(writer, request, _error_response(400, "Request body is not valid JSON"))
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return await self._reply(writer, request, _error_response(400, "Expected 'messages'"))
+        self._record({"path": request.path, "headers": dict(request.headers), "body": body})
+        prompt = chat_template_render(
+            messages=body["messages"],
+            tools=body.get("tools"),
+            add_generation_prompt=body.get("add_generation_prompt", True) is not False,
+            continue_final_message=body.get("continue_final_message") is True,
+        )
+        return await self._reply(writer, request, _json_response(200, orjson.dumps({"prompt": prompt})))
+
+    async def _messages_count_tokens(
+        self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Anthropic count_tokens: one token per 4 bytes of the compact request; 400 on max_tokens,
+        which the real endpoint refuses."""
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return await self._reply(writer, request, _error_response(400, "Request body is not valid JSON"))
+        self._record({"path": request.path, "headers": dict(request.headers), "body": body})
+        if not isinstance(body, dict) or "max_tokens" in body or not isinstance(body.get("messages"), list):
+            error = {"type": "error", "error": {"type": "invalid_request_error",
+                                                "message": "max_tokens: Extra inputs are not permitted"}}
+            return await self._reply(writer, request, _json_response(400, orjson.dumps(error)))
+        count = tokens_estimate(orjson.dumps(body).decode())
+        return await self._reply(writer, request, _json_response(200, orjson.dumps({"input_tokens": count})))
 
     def _record(self, entry: dict[str, Any]) -> None:
         self.requests.append(entry)
