@@ -149,7 +149,8 @@ def _fail(record: ExchangeRecord, error: ApiError) -> HttpResponse:
 def _upstream_prepare(req: MessagesRequest, route: RouteInfo,
                       record: ExchangeRecord) -> tuple[BackendAdapter, UpstreamCall, httpx.AsyncClient]:
     adapter = adapter_for(route.backend)
-    call = adapter.call_build(req=req, route=route)
+    # The masked copy is enough: adapters read only protocol headers (anthropic-version, -beta).
+    call = adapter.call_build(req=req, route=route, client_headers=record.client_request.get("headers"))
     record.notes.extend(n.as_dict() for n in call.notes)
     record.upstream_request = {"url": call.url, "headers": headers_mask(call.headers), "body": call.body}
     return adapter, call, client_for(route.backend)

@@ -235,8 +235,6 @@ def test_the_adapter_forwards_the_accepted_betas_and_extra_headers() -> None:
     assert call.body == {**ask(stream=True), "model": "claude-opus-4-6"}
 
 
-@pytest.mark.xfail(strict=True, reason="gateway.pipeline._upstream_prepare does not pass the client's headers to "
-                                       "call_build yet; remove this marker with that one-line change")
 async def test_the_clients_betas_and_version_reach_the_backend(native: str, upstream: Upstream) -> None:
     upstream.handler = lambda request: httpx.Response(200, json=anthropic_message("ok"))
     await post(ask(), **{"anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
