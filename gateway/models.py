@@ -24,7 +24,7 @@ class BackendKind(models.TextChoices):
 
 
 # Kinds whose translators exist; the others can be configured but answer a clear error.
-SUPPORTED_KINDS = {BackendKind.OPENAI_CHAT, BackendKind.ANTHROPIC}
+SUPPORTED_KINDS = {BackendKind.OPENAI_CHAT, BackendKind.ANTHROPIC, BackendKind.OPENAI_RESPONSES}
 
 
 def base_url_validate(value: str) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from gateway.backends.anthropic import AnthropicAdapter
 from gateway.backends.base import BackendAdapter, UpstreamCall
 from gateway.backends.openai_chat import OpenAIChatAdapter
+from gateway.backends.openai_responses import OpenAIResponsesAdapter
 from gateway.snapshot import BackendInfo
 from translation.errors import ApiError
 
 ADAPTERS: dict[str, BackendAdapter] = {
     OpenAIChatAdapter.kind: OpenAIChatAdapter(),
     AnthropicAdapter.kind: AnthropicAdapter(),
+    OpenAIResponsesAdapter.kind: OpenAIResponsesAdapter(),
 }
 
 

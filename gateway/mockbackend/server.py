@@ -7,6 +7,7 @@ client back-pressure are real. Endpoints:
 
     POST   /v1/chat/completions   scripted reply, streamed (SSE, chunked) or not
     POST   /v1/messages           native Anthropic Messages (``native.py``), streamed or not
+    POST   /v1/responses          OpenAI Responses API (``responses.py``), streamed or not
     GET    /v1/models             OpenAI list: "mock" and "mock-<scenario>" for each scenario
     POST   /tokenize              vLLM shape {"count", "max_model_len", "tokens"}
     GET    /health, /version
@@ -34,6 +35,7 @@ from typing import Any
 import orjson
 
 from gateway.mockbackend.native import anthropic_error, native_respond
+from gateway.mockbackend.responses import openai_error_body, responses_respond
 from gateway.mockbackend.scenarios import (
     MAX_MODEL_LEN,
     REASONING_FIELDS,
@@ -393,6 +395,7 @@ class MockServer:
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/responses"): self._responses,
             ("GET", "/v1/models"): self._static(self._models_body),
             ("GET", "/health"): self._static(b'{"status":"ok"}'),
             ("GET", "/version"): self._static(orjson.dumps({"version": version})),
@@ -602,6 +605,29 @@ class MockServer:
         for n, frame in enumerate(answer.frames):
             if n and delay:
                 await _pause(reader, writer, delay)
+            writer.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+            await writer.drain()
+        writer.write(LAST_CHUNK)
+        await writer.drain()
+        return request.keep_alive
+
+    async def _responses(
+        self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        entry: dict[str, Any] = {"path": request.path, "headers": request.headers, "body": None, "scenario": None}
+        self._record(entry)
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            entry["body"] = request.body.decode("utf-8", "replace")
+            return await self._reply(writer, request, _json_response(400, openai_error_body("Invalid JSON body")))
+        entry["body"] = body
+        answer = responses_respond(body, request.headers)
+        entry["scenario"] = answer.scenario
+        if answer.frames is None:
+            return await self._reply(writer, request, _json_response(answer.status, answer.body, answer.headers))
+        writer.write(http_head(200, content_type=b"text/event-stream", length=None, headers=answer.headers))
+        for frame in answer.frames:
             writer.write(b"%x\r\n%b\r\n" % (len(frame), frame))
             await writer.drain()
         writer.write(LAST_CHUNK)

@@ -1,0 +1,467 @@
+"""Anthropic Messages request -> OpenAI Responses request (protocol.md §8.1, §9.1).
+
+Messages become ``input`` items in order: user text and images as ``message`` items with
+``input_text`` / ``input_image`` parts, ``tool_result`` as ``function_call_output`` (first, then
+the rest of the user turn), assistant text as ``message`` items with ``output_text``,
+``tool_use`` as ``function_call``, and ``thinking`` as top-level ``reasoning`` items placed
+immediately before the item that followed them (the API answers 400 to a reasoning item
+without its following item). A thinking block whose signature this gateway minted for a
+Responses backend is replayed exactly (its ``id`` and ``encrypted_content``); any other
+thinking goes back as summary text, never as ``output_text``.
+
+Everything the backend may not understand is decided by ``Capabilities``; every change that is
+not a plain one-to-one mapping leaves a ``RewriteNote``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from translation.body import body_extras_apply
+from translation.capabilities import Capabilities
+from translation.errors import ApiError
+from translation.notes import RewriteNote
+from translation.openai_responses.common import (
+    call_id_from_tool_id,
+    reasoning_payload,
+    summary_split,
+)
+from translation.prefill import BILLING_HEADER_PREFIX, PREFILL_REWRITE_INSTRUCTION, prefill_trimmed
+from translation.schemas import (
+    Base64Source,
+    DocumentBlock,
+    ImageBlock,
+    Message,
+    MessagesRequest,
+    RedactedThinkingBlock,
+    SearchResultBlock,
+    ServerToolBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    UrlSource,
+)
+from translation.thinking import ThinkingIntent, thinking_intent
+
+_MAPPED_FIELDS = frozenset({
+    "model", "max_tokens", "messages", "system", "metadata", "stop_sequences", "stream",
+    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "output_config",
+})
+
+IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
+
+# Anthropic effort -> Responses reasoning.effort (OpenAI tops out at "high" on most models).
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+# OpenAI limits safety_identifier to 64 characters; Claude Code's user_id is a long JSON string.
+_SAFETY_ID_MAX = 64
+
+
+def _image_url(block: ImageBlock) -> str | None:
+    source = block.source
+    if isinstance(source, Base64Source):
+        return f"data:{source.media_type};base64,{source.data}"
+    if isinstance(source, UrlSource):
+        return source.url
+    return None
+
+
+def _search_result_text(block: SearchResultBlock) -> str:
+    head = "\n".join(x for x in (block.title, block.source) if x)
+    body = "\n".join(b.text for b in block.content)
+    return f"{head}\n\n{body}" if head else body
+
+
+def _message(role: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "message", "role": role, "content": parts}
+
+
+class _Builder:
+    def __init__(self, req: MessagesRequest, caps: Capabilities, backend_name: str) -> None:
+        self.req = req
+        self.caps = caps
+        self.backend = f"backend {backend_name}" if backend_name else "this backend"
+        self.notes: list[RewriteNote] = []
+        self.instructions: list[str] = []
+        self.items: list[dict[str, Any]] = []
+
+    def note(self, rule: str, path: str, detail: str) -> None:
+        self.notes.append(RewriteNote(rule, path, detail))
+
+    # -- system ---------------------------------------------------------------------------
+
+    def system(self) -> None:
+        system = self.req.system
+        if system is None:
+            return
+        if isinstance(system, str):
+            if system:
+                self.instructions.append(system)
+            return
+        for i, block in enumerate(system):
+            if i == 0 and self.caps.strip_billing_header and block.text.startswith(BILLING_HEADER_PREFIX):
+                self.note("system.strip_billing_header", "system[0]",
+                          "Removed Claude Code's per-request x-anthropic-billing-header block "
+                          "(it changes every request and defeats prefix caching).")
+                continue
+            if block.text:
+                self.instructions.append(block.text)
+
+    def system_message(self, i: int, message: Message) -> None:
+        text = "\n\n".join(b.text for b in message.blocks() if isinstance(b, TextBlock) and b.text)
+        policy = self.caps.system_messages
+        if policy == "reject":
+            raise ApiError(400, f"messages.{i}: Unexpected role \"system\". This backend does not accept "
+                                "system messages inside messages (capability system_messages=reject); "
+                                "the input message role must be 'user' or 'assistant'.")
+        if policy == "keep":
+            self.items.append(_message("system", [{"type": "input_text", "text": text}]))
+            return
+        if text:
+            self.instructions.append(text)
+        self.note("system_messages.hoist", f"messages[{i}]",
+                  "Moved a mid-conversation system message into instructions.")
+
+    # -- user -----------------------------------------------------------------------------
+
+    def user(self, i: int, message: Message) -> None:
+        outputs: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []
+        for j, block in enumerate(message.blocks()):
+            path = f"messages[{i}].content[{j}]"
+            if isinstance(block, ToolResultBlock):
+                outputs.append(self.tool_result(path, block))
+            else:
+                self.user_part(path, block, parts)
+        # function_call_output items first: they answer the calls of the previous turn.
+        self.items.extend(outputs)
+        if parts:
+            self.items.append(_message("user", parts))
+        elif not outputs:
+            self.note("message.drop_empty", f"messages[{i}]", "Dropped a user message left with no content.")
+
+    def user_part(self, path: str, block: Any, parts: list[dict[str, Any]]) -> None:
+        if isinstance(block, TextBlock):
+            if block.text:
+                parts.append({"type": "input_text", "text": block.text})
+        elif isinstance(block, ImageBlock):
+            url = _image_url(block)
+            if self.caps.images == "reject":
+                raise ApiError(400, f"{path}: {self.backend} does not accept images (capability images=reject)")
+            if self.caps.images == "placeholder":
+                parts.append({"type": "input_text", "text": IMAGE_PLACEHOLDER})
+                self.note("image.placeholder", path, "Replaced an image by a text placeholder: the backend "
+                                                     "takes text only (capability images=placeholder).")
+            elif url is None:
+                self.note("image.drop_file", path, "Dropped an image given as an Anthropic Files API id "
+                                                   "(the backend cannot read it).")
+            else:
+                parts.append({"type": "input_image", "image_url": url, "detail": "auto"})
+        elif isinstance(block, DocumentBlock):
+            self.document(path, block, parts)
+        elif isinstance(block, SearchResultBlock):
+            parts.append({"type": "input_text", "text": _search_result_text(block)})
+            self.note("search_result.flatten", path, "Flattened a search_result block to text.")
+        else:
+            self.note("block.drop", path, f"Dropped a {block.type} block from a user message.")
+
+    def document(self, path: str, block: DocumentBlock, parts: list[dict[str, Any]]) -> None:
+        source = block.source
+        kind = source.get("type")
+        title = block.title or ""
+        if kind in ("text", "content"):
+            content = source.get("data", "") if kind == "text" else source.get("content")
+            if isinstance(content, str):
+                text = content
+            else:
+                text = "\n\n".join(str(c.get("text", "")) for c in content or [] if isinstance(c, dict))
+            parts.append({"type": "input_text", "text": f"{title}\n\n{text}" if title else text})
+            self.note("document.flatten", path, f"Sent a {kind} document as text.")
+        elif kind == "base64":
+            media_type = source.get("media_type", "application/pdf")
+            parts.append({"type": "input_file", "filename": title or "document.pdf",
+                          "file_data": f"data:{media_type};base64,{source.get('data', '')}"})
+        elif kind == "url" and source.get("url"):
+            parts.append({"type": "input_file", "file_url": source["url"]})
+        else:
+            self.note("document.drop", path, f"Dropped a document with a {kind!r} source.")
+
+    def tool_result(self, path: str, block: ToolResultBlock) -> dict[str, Any]:
+        content = block.content
+        output: str | list[dict[str, Any]]
+        if content is None or isinstance(content, str):
+            output = content or ""
+        else:
+            parts: list[dict[str, Any]] = []
+            for k, item in enumerate(content):
+                if isinstance(item, TextBlock):
+                    parts.append({"type": "input_text", "text": item.text})
+                else:
+                    self.user_part(f"{path}.content[{k}]", item, parts)
+            if all(p["type"] == "input_text" for p in parts):
+                output = "\n".join(p["text"] for p in parts)
+            else:
+                output = parts
+        if block.is_error:
+            # function_call_output has no error flag (field report #30: do not lose it).
+            if isinstance(output, str):
+                output = f"Error: {output}"
+            else:
+                output = [{"type": "input_text", "text": "Error:"}, *output]
+            self.note("tool_result.is_error", path,
+                      "function_call_output has no error flag; prefixed the output with 'Error: '.")
+        return {"type": "function_call_output", "call_id": call_id_from_tool_id(block.tool_use_id),
+                "output": output}
+
+    # -- assistant ------------------------------------------------------------------------
+
+    def assistant(self, i: int, message: Message) -> list[dict[str, Any]]:
+        """The items of one assistant turn, in block order; reasoning before what followed it."""
+        items: list[dict[str, Any]] = []
+        texts: list[str] = []
+        waiting: list[tuple[str, dict[str, Any]]] = []  # reasoning items not followed by an item yet
+
+        def push(item: dict[str, Any]) -> None:
+            items.extend(r for _, r in waiting)
+            waiting.clear()
+            items.append(item)
+
+        def flush_text() -> None:
+            if texts:
+                push(_message("assistant", [{"type": "output_text", "text": "".join(texts)}]))
+                texts.clear()
+
+        for j, block in enumerate(message.blocks()):
+            path = f"messages[{i}].content[{j}]"
+            if isinstance(block, TextBlock):
+                if block.text:
+                    texts.append(block.text)
+            elif isinstance(block, ThinkingBlock):
+                flush_text()
+                reasoning = self.reasoning(path, block)
+                if reasoning is not None:
+                    waiting.append((path, reasoning))
+            elif isinstance(block, ToolUseBlock):
+                flush_text()
+                push({"type": "function_call", "call_id": call_id_from_tool_id(block.id), "name": block.name,
+                      "arguments": orjson.dumps(block.input).decode()})
+            elif isinstance(block, RedactedThinkingBlock):
+                self.note("redacted_thinking.drop", path, "Dropped a redacted_thinking block (opaque to this backend).")
+            elif isinstance(block, ServerToolBlock):
+                self.note("block.drop", path, f"Dropped a {block.type} block (no Responses equivalent).")
+        flush_text()
+        for path, _ in waiting:
+            # "Item 'rs_…' of type 'reasoning' was provided without its required following item."
+            self.note("reasoning.drop_trailing", path,
+                      "Dropped thinking that ends its turn: a reasoning item must be followed by the item "
+                      "it preceded.")
+        return items
+
+    def reasoning(self, path: str, block: ThinkingBlock) -> dict[str, Any] | None:
+        payload = reasoning_payload(block.signature)
+        if payload is not None and isinstance(payload.get("id"), str):
+            item: dict[str, Any] = {"type": "reasoning", "id": payload["id"]}
+            parts = summary_split(block.thinking, payload.get("sl")) if block.thinking else []
+            if payload.get("raw"):  # vLLM: raw reasoning text, no summary
+                item["summary"] = []
+                if parts:
+                    item["content"] = [{"type": "reasoning_text", "text": p} for p in parts]
+            else:
+                item["summary"] = [{"type": "summary_text", "text": p} for p in parts]
+            if isinstance(payload.get("enc"), str):
+                item["encrypted_content"] = payload["enc"]
+            return item
+        if not block.thinking:
+            self.note("thinking.drop_empty", path, "Dropped a thinking block with no text and no reasoning item "
+                                                   "behind it.")
+            return None
+        self.note("thinking.as_summary", path,
+                  "Thinking not made by this backend sent as a reasoning item with its text as summary_text "
+                  "(no id, no encrypted_content).")
+        return {"type": "reasoning", "summary": [{"type": "summary_text", "text": block.thinking}]}
+
+    def prefill(self, i: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The Responses API has no prefill: ask for the continuation in a user message instead
+        (capability prefill=rewrite; the other strategies cannot work here), or 400 (reject)."""
+        path = f"messages[{i}]"
+        caps = self.caps
+        if caps.prefill == "reject":
+            raise ApiError(400, f"{path}: {self.backend} does not accept a trailing assistant message "
+                                "(prefill; capability prefill=reject). End the conversation with a user message.")
+        text = "".join(p["text"] for item in items if item["type"] == "message" for p in item["content"])
+        trimmed = prefill_trimmed(text, caps)
+        if trimmed != text:
+            self.note("prefill.trim_whitespace", f"{path}.content",
+                      "Removed trailing whitespace from the prefill (capability prefill_trim_whitespace).")
+        if caps.prefill != "rewrite":
+            self.note("prefill.rewrite_forced", path,
+                      f"The Responses API cannot continue an assistant message (capability prefill={caps.prefill}); "
+                      "rewrote the prefill instead.")
+        if any(item["type"] == "reasoning" for item in items):
+            self.note("reasoning.drop_prefill", path,
+                      "Dropped the prefill's thinking: the turn it belonged to is rewritten into a user message.")
+        self.note("prefill.rewrite", path,
+                  "Replaced the trailing assistant message by a user message asking to continue it; "
+                  "a repeated prefix is stripped from the reply.")
+        return [_message("user", [{"type": "input_text", "text": PREFILL_REWRITE_INSTRUCTION.format(text=trimmed)}])]
+
+    # -- tools ----------------------------------------------------------------------------
+
+    def tools(self, body: dict[str, Any]) -> None:
+        req = self.req
+        tools: list[dict[str, Any]] = []
+        for k, tool in enumerate(req.tools or []):
+            if tool.type not in (None, "custom"):
+                self.note("tools.drop_server_tool", f"tools[{k}]",
+                          f"Dropped server tool {tool.name!r} ({tool.type}): the backend cannot run it.")
+                continue
+            out: dict[str, Any] = {"type": "function", "name": tool.name}
+            if tool.description:
+                out["description"] = tool.description
+            out["parameters"] = tool.input_schema if tool.input_schema is not None else {
+                "type": "object", "properties": {}}
+            # Responses function tools default to strict: true, which rejects most real schemas
+            # (every property required, additionalProperties false): strict only when asked.
+            out["strict"] = (tool.model_extra or {}).get("strict") is True
+            tools.append(out)
+        choice = req.tool_choice
+        if not tools:
+            if choice is not None:
+                self.note("tool_choice.drop", "tool_choice", "Dropped tool_choice: no tools are sent.")
+            return
+        body["tools"] = tools
+        if choice is None:
+            return
+        self.tool_choice(choice.type, choice.name, body)
+        if choice.disable_parallel_tool_use and "tools" in body:
+            if self.caps.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
+            else:
+                self.note("parallel_tool_calls.drop", "tool_choice.disable_parallel_tool_use",
+                          "Not sent: the backend does not accept parallel_tool_calls.")
+
+    def tool_choice(self, kind: str, name: str | None, body: dict[str, Any]) -> None:
+        support = self.caps.tool_choice
+        mapped: Any = {"type": "function", "name": name} if kind == "tool" else {
+            "auto": "auto", "any": "required", "none": "none"}[kind]
+        allowed = {"full": ("auto", "any", "tool", "none"), "no_required": ("auto", "tool", "none"),
+                   "auto_only": ("auto",), "omit": ()}[support]
+        if kind in allowed:
+            body["tool_choice"] = mapped
+        elif kind == "none":
+            del body["tools"]
+            self.note("tool_choice.none_without_tools", "tool_choice",
+                      f"tool_choice none is not accepted (capability tool_choice={support}); sent no tools instead.")
+        elif kind == "any" and support == "no_required":
+            body["tool_choice"] = "auto"
+            self.note("tool_choice.any_to_auto", "tool_choice",
+                      "tool_choice any sent as auto: the backend rejects required (capability tool_choice=no_required).")
+        else:
+            self.note("tool_choice.drop", "tool_choice",
+                      f"tool_choice {kind} not sent (capability tool_choice={support}); the backend decides.")
+
+
+def _reasoning(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any], notes: list[RewriteNote]) -> None:
+    """``thinking`` / ``output_config.effort`` -> ``reasoning: {effort, summary}``.
+
+    thinking_control ``none`` sends nothing; any other value turns the Responses knob. Thinking
+    off is ``effort: "none"`` (gpt-5.1 and later, vLLM; older reasoning models reject it: set
+    thinking_control=none for them). Thinking on asks for a summary per ``reasoning_summary``,
+    so the client gets thinking text.
+    """
+    if intent.enabled is None and intent.effort is None:
+        return
+    if caps.thinking_control == "none":
+        notes.append(RewriteNote("thinking.not_sent", "thinking",
+                                 "The backend has no thinking switch (capability thinking_control=none); "
+                                 "its default applies."))
+        return
+    if intent.enabled is False:
+        body["reasoning"] = {"effort": "none"}
+        notes.append(RewriteNote("thinking.reasoning", "reasoning.effort", "thinking off: reasoning.effort 'none'."))
+        return
+    reasoning: dict[str, Any] = {}
+    effort = intent.effort_or_budget
+    if effort:
+        reasoning["effort"] = _EFFORTS[effort]
+    if caps.reasoning_summary != "none":
+        reasoning["summary"] = caps.reasoning_summary
+    if not reasoning:
+        return
+    body["reasoning"] = reasoning
+    source = (f" (from effort {intent.effort!r})" if intent.effort else " (from budget_tokens)" if effort else "")
+    notes.append(RewriteNote("thinking.reasoning", "reasoning",
+                             f"Sent reasoning: {orjson.dumps(reasoning).decode()}{source}."))
+
+
+def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: str,
+                  backend_name: str = "") -> tuple[dict[str, Any], list[RewriteNote]]:
+    """The Responses body for ``req`` on a backend with ``caps``, and the rewrite notes."""
+    b = _Builder(req, caps, backend_name)
+    body: dict[str, Any] = {"model": upstream_model}
+    b.system()
+    last = len(req.messages) - 1
+    for i, message in enumerate(req.messages):
+        if message.role == "system":
+            b.system_message(i, message)
+        elif message.role == "user":
+            b.user(i, message)
+        else:
+            items = b.assistant(i, message)
+            if i == last and not any(item["type"] == "function_call" for item in items) and any(
+                    item["type"] == "message" for item in items):
+                items = b.prefill(i, items)
+            elif not items:
+                b.note("message.drop_empty", f"messages[{i}]", "Dropped an assistant message left with no content.")
+            b.items.extend(items)
+    if b.instructions:
+        body["instructions"] = "\n\n".join(b.instructions)
+    body["input"] = b.items
+    max_tokens = req.max_tokens
+    if caps.max_tokens_cap and max_tokens > caps.max_tokens_cap:
+        b.note("max_tokens.clamp", "max_output_tokens",
+               f"max_tokens {max_tokens} is above the backend's limit; sent {caps.max_tokens_cap} "
+               "(capability max_tokens_cap).")
+        max_tokens = caps.max_tokens_cap
+    body["max_output_tokens"] = max_tokens
+    if req.stop_sequences:
+        b.note("stop_sequences.emulate", "stop_sequences",
+               "The Responses API has no stop sequences: the gateway cuts the output at the first match "
+               "and reports stop_reason stop_sequence.")
+    if req.temperature is not None:
+        body["temperature"] = req.temperature
+    if req.top_p is not None:
+        if caps.sampling_exclusive and req.temperature is not None:
+            b.note("top_p.drop", "top_p", "Dropped top_p: the backend rejects it together with temperature.")
+        else:
+            body["top_p"] = req.top_p
+    if req.top_k is not None:
+        b.note("top_k.drop", "top_k", "Dropped top_k: the Responses API has no such parameter.")
+    user_id = req.metadata.user_id if req.metadata is not None else None
+    if user_id:
+        if len(user_id) > _SAFETY_ID_MAX:
+            user_id = hashlib.sha256(user_id.encode()).hexdigest()
+            b.note("metadata.user_id_hash", "safety_identifier",
+                   "metadata.user_id is longer than 64 characters: sent its SHA-256 as safety_identifier.")
+        body["safety_identifier"] = user_id
+    b.tools(body)
+    _reasoning(thinking_intent(req, b.notes), caps, body, b.notes)
+    fmt = (req.output_config or {}).get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        body["text"] = {"format": {"type": "json_schema", "name": "output", "schema": fmt["schema"], "strict": True}}
+        b.note("output_config.format", "text.format", "Structured output sent as text.format json_schema.")
+    if caps.stateless:
+        # Stateless use: nothing stored server-side; reasoning travels in the client's history.
+        body["store"] = False
+        body["include"] = ["reasoning.encrypted_content"]
+    if req.stream:
+        body["stream"] = True
+    dropped = sorted(k for k in req.model_fields_set | set(req.model_extra or {}) if k not in _MAPPED_FIELDS)
+    if dropped:
+        b.note("fields.drop", ",".join(dropped), f"Not forwarded (no Responses equivalent): {', '.join(dropped)}.")
+    body_extras_apply(body, caps, b.notes)
+    return body, b.notes
