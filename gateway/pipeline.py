@@ -23,6 +23,7 @@ from gateway.tokencount import tokens_count
 from gateway.upstream import client_for, transport_error, upstream_error
 from inspector.recorder import ExchangeRecord, headers_mask, recorder
 from translation.errors import ApiError
+from translation.jsonbytes import json_bytes
 from translation.schemas import (
     CountTokensRequest,
     MessagesRequest,
@@ -159,7 +160,7 @@ def _upstream_prepare(req: MessagesRequest, route: RouteInfo,
 async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponse:
     adapter, call, client = _upstream_prepare(req, route, record)
     try:
-        resp = await client.post(call.url, content=orjson.dumps(call.body), headers=call.headers)
+        resp = await client.post(call.url, content=json_bytes(call.body), headers=call.headers)
     except httpx.HTTPError as exc:
         raise transport_error(backend=route.backend.name, exc=exc) from None
     record.mark("upstream_first_byte")
@@ -182,14 +183,14 @@ async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeReco
     record.client_response = {"body": message}
     record.mark("finished")
     recorder.submit(record)
-    return HttpResponse(orjson.dumps(message), content_type="application/json")
+    return HttpResponse(json_bytes(message), content_type="application/json")
 
 
 async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponseBase:
     """Send the upstream request and wait for its status: failures before the first byte are real
     HTTP errors (SDKs retry those), failures after it become ``event: error``."""
     adapter, call, client = _upstream_prepare(req, route, record)
-    upstream = client.build_request("POST", call.url, content=orjson.dumps(call.body), headers=call.headers)
+    upstream = client.build_request("POST", call.url, content=json_bytes(call.body), headers=call.headers)
     try:
         resp = await client.send(upstream, stream=True)
     except httpx.HTTPError as exc:

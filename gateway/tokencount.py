@@ -19,6 +19,7 @@ from gateway.snapshot import RouteInfo
 from gateway.upstream import client_for, upstream_error
 from translation import anthropic as anthropic_translation
 from translation.errors import ApiError
+from translation.jsonbytes import json_bytes
 from translation.openai_chat import build_request as chat_build_request
 from translation.openai_chat.tokenize import (
     apply_template_body,
@@ -57,7 +58,7 @@ def _as_messages_request(req: CountTokensRequest) -> MessagesRequest:
 async def _post_json(route: RouteInfo, url: str, body: dict[str, object],
                      headers: Mapping[str, str]) -> object:
     client = client_for(route.backend)
-    resp = await client.post(url, content=orjson.dumps(body), headers=dict(headers),
+    resp = await client.post(url, content=json_bytes(body), headers=dict(headers),
                              timeout=min(COUNT_TIMEOUT_SECONDS, route.backend.read_timeout))
     if resp.status_code != 200:
         raise upstream_error(backend=route.backend.name, status=resp.status_code, body=resp.content,

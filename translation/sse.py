@@ -22,14 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from translation.jsonbytes import json_bytes
 
 _BOM = b"\xef\xbb\xbf"
 
 
 def sse_encode(event: dict[str, Any]) -> bytes:
     """One Anthropic event on the wire: ``event: <type>`` and one compact JSON ``data`` line."""
-    return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
 
 
 @dataclass(frozen=True, slots=True)

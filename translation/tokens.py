@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from translation.jsonbytes import json_bytes
 from translation.schemas import (
     CountTokensRequest,
     DocumentBlock,
@@ -47,7 +46,7 @@ def _chars(text: str) -> int:
 
 
 def _json_chars(value: Any) -> int:
-    return len(orjson.dumps(value))
+    return len(json_bytes(value))
 
 
 def _block_chars(block: Any) -> tuple[int, int]:

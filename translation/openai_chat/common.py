@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from translation.errors import ApiError
+from translation.jsonbytes import json_bytes
 from translation.signature import signature_mint
 
 CHAT_SIGNATURE_PAYLOAD: dict[str, Any] = {"src": "chat"}
@@ -129,7 +130,7 @@ def fatal_finish_error(reason: Any) -> ApiError | None:
 def error_from_openai(error: Any) -> ApiError:
     """An ``error`` object from a body or stream chunk (OpenAI, SGLang, vLLM shapes)."""
     if isinstance(error, dict):
-        message = error.get("message") or error.get("msg") or orjson.dumps(error).decode()
+        message = error.get("message") or error.get("msg") or json_bytes(error).decode()
         code = error.get("code")
     else:
         message, code = str(error), None

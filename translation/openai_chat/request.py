@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
+from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.prefill import (
     BILLING_HEADER_PREFIX,
@@ -215,7 +214,7 @@ class _Builder:
                 tool_calls.append({
                     "id": block.id,
                     "type": "function",
-                    "function": {"name": block.name, "arguments": orjson.dumps(block.input).decode()},
+                    "function": {"name": block.name, "arguments": json_bytes(block.input).decode()},
                 })
             elif isinstance(block, RedactedThinkingBlock):
                 self.note("redacted_thinking.drop", path, "Dropped a redacted_thinking block (opaque to this backend).")
@@ -427,7 +426,7 @@ def _thinking_knob(intent: ThinkingIntent, caps: Capabilities, body: dict[str, A
         reasoning = {"enabled": True}
     body["reasoning"] = reasoning
     notes.append(RewriteNote("thinking.reasoning_object", "reasoning",
-                             f"Sent reasoning: {orjson.dumps(reasoning).decode()}."))
+                             f"Sent reasoning: {json_bytes(reasoning).decode()}."))
 
 
 def _thinking_resolve(b: _Builder, prefill: bool) -> ThinkingIntent:

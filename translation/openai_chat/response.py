@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from translation.capabilities import Capabilities
+from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import (
     body_error,
@@ -82,7 +81,7 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
                 continue
             arguments = function.get("arguments")
             if isinstance(arguments, dict):  # some backends send an object, not a string
-                arguments = orjson.dumps(arguments).decode()
+                arguments = json_bytes(arguments).decode()
             tool_input, problem, _ = tool_input_parse(arguments if isinstance(arguments, str) else "")
             if problem:
                 notes.append(RewriteNote("tool_call.arguments", f"{path}.function.arguments", problem))

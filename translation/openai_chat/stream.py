@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
+from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import (
     body_error,
@@ -351,7 +350,7 @@ class ChatStreamTranslator:
             tool.name = name
         arguments = function.get("arguments")
         if isinstance(arguments, dict):  # whole object instead of a string (some backends)
-            arguments = orjson.dumps(arguments).decode()
+            arguments = json_bytes(arguments).decode()
         if isinstance(arguments, str) and arguments:
             if tool.closed:
                 self.notes.append(RewriteNote("tool_call.late_arguments", f"tool_calls[{index}]",
@@ -409,7 +408,7 @@ class ChatStreamTranslator:
         if tool.mode is None or tool.mode == "buffer":
             # Nothing sent yet: empty arguments become "{}", anything else its repaired form.
             out.append(_delta(index, {"type": "input_json_delta",
-                                      "partial_json": orjson.dumps(tool.input).decode()}))
+                                      "partial_json": json_bytes(tool.input).decode()}))
         elif suffix:
             out.append(_delta(index, {"type": "input_json_delta", "partial_json": suffix}))
         if problem:
