@@ -41,7 +41,8 @@ class Backend(models.Model):
     base_url = models.CharField(max_length=500, validators=[base_url_validate],
                                 help_text="API base URL including /v1, e.g. http://127.0.0.1:8001/v1")
     api_key = models.CharField(max_length=500, blank=True,
-                               help_text="Upstream API key, sent as Authorization: Bearer. Write-only: never shown again.")
+                               help_text="Upstream API key, sent as Authorization: Bearer (x-api-key for kind "
+                                         "anthropic). Write-only: never shown again.")
     preset = models.CharField(max_length=32, choices=[(p, p) for p in PRESETS], default="generic",
                               help_text="Starting point for every capability below; fields left empty use the preset.")
     connect_timeout = models.FloatField(default=10.0, help_text="Seconds to wait for a connection.")

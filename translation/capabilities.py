@@ -238,15 +238,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # assistant message to providers that continue it.
     "openrouter": {"prefill": "native", "reasoning_field_out": "reasoning",
                    "thinking_control": "reasoning_object"},
-    # Native Anthropic up to Claude 4.5: prefill is native; keep Claude Code's system blocks;
+    # Native Anthropic up to Claude 4.5: prefill is native; keep Claude Code's system blocks and its
+    # mid-conversation system messages (it sends them with their beta, which Claude accepts);
     # thinking passes through; trailing prefill whitespace and temperature+top_p are 400s.
     "anthropic": {"prefill": "native", "strip_billing_header": False, "thinking_control": "native",
-                  "token_count": "native",
+                  "token_count": "native", "system_messages": "keep",
                   "prefill_trim_whitespace": True, "sampling_exclusive": True,
                   "prefill_with_thinking": "disable_thinking"},
     # Claude 4.6 and later answer 400 to a prefill: rewrite it into a user turn.
     "anthropic-no-prefill": {"prefill": "rewrite", "strip_billing_header": False, "thinking_control": "native",
-                             "token_count": "native",
+                             "token_count": "native", "system_messages": "keep",
                              "prefill_trim_whitespace": True, "sampling_exclusive": True},
 }
 

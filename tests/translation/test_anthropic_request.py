@@ -256,7 +256,7 @@ def test_rewrite_after_a_tool_turn_appends_a_user_message() -> None:
     instruction = {"type": "text", "text": PREFILL_REWRITE_INSTRUCTION.format(text="Done:")}
     assert sent["messages"] == [user("q"), call, user([*result["content"], instruction])]
     sent, _ = build(body(user("q"), call, result, {"role": "system", "content": "s"}, assistant("Done:")),
-                    caps_make("anthropic-no-prefill"))
+                    caps_make("anthropic-no-prefill", system_messages="hoist"))
     assert sent["messages"][-1] == user([*result["content"], instruction])
 
 
@@ -341,10 +341,18 @@ def test_claude_code_thinking_replay_passes_unchanged(preset: str) -> None:
 
 
 @pytest.mark.parametrize("preset", ["anthropic", "anthropic-no-prefill"])
-def test_claude_code_mid_conversation_system_message_is_the_only_change(preset: str) -> None:
+def test_claude_code_mid_conversation_system_message_passes_through(preset: str) -> None:
+    # Claude Code sends it with its beta, which Claude accepts: the presets keep it in place.
+    raw = claude_code_body("10")
+    sent, notes = build(copy.deepcopy(raw), caps_make(preset))
+    assert sent == {**raw, "model": "claude-upstream"}
+    assert notes == []
+
+
+def test_claude_code_mid_conversation_system_message_can_be_hoisted() -> None:
     raw = claude_code_body("10")
     [(i, system_message)] = [(i, m) for i, m in enumerate(raw["messages"]) if m["role"] == "system"]
-    sent, notes = build(copy.deepcopy(raw), caps_make(preset))
+    sent, notes = build(copy.deepcopy(raw), caps_make("anthropic", system_messages="hoist"))
     expected = copy.deepcopy(raw)
     del expected["messages"][i]
     expected["system"].append({"type": "text", "text": system_message["content"]})
