@@ -11,7 +11,11 @@ import pytest
 from tests.translation.support import caps_make, claude_code_body, request_make
 from translation.errors import ApiError
 from translation.openai_responses import build_request
-from translation.openai_responses.common import call_id_from_tool_id, reasoning_signature, tool_id_from_call_id
+from translation.openai_responses.common import (
+    call_id_from_tool_id,
+    reasoning_signature,
+    tool_id_from_call_id,
+)
 from translation.prefill import PREFILL_REWRITE_INSTRUCTION
 from translation.schemas import MessagesRequest
 
