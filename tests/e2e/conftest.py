@@ -94,6 +94,11 @@ backends:
     base_url: {mock_backend.url}
     preset: vllm
     read_timeout: 0.5
+  - name: mock-responses
+    kind: openai_responses
+    base_url: {mock_backend.url}
+    preset: openai
+    read_timeout: 20
 routes:
   - model: claude-opus-4-6*
     backend: mock-anthropic
@@ -119,6 +124,8 @@ routes:
   - model: short-timeout-*
     backend: mock-vllm-short-timeout
     upstream_model: mock-model
+  - model: responses-*
+    backend: mock-responses
 keys:
   - name: e2e
     key: {E2E_KEY}
