@@ -4,8 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
+# The Claude Code release `make test-cli` runs against (npm @anthropic-ai/claude-code).
+CLAUDE_CODE_VERSION ?= 2.1.329
+CLAUDE_CODE_DIR := .cache/claude-code
+CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
-.PHONY: install run test lint typecheck pytest clean
+.PHONY: install run test lint typecheck pytest clean claude-code test-cli
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +30,32 @@ typecheck: install
 	$(VENV)/bin/mypy gateway translation inspector
 
 pytest: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not cli"
 
 test: lint typecheck pytest
+
+# Claude Code from the npm registry into a git-ignored folder; on a machine without npm (a fresh
+# CI box) Debian's nodejs and npm are installed first. The npm package only places a native
+# binary, so the node version matters for the install step alone.
+$(CLAUDE_CODE_STAMP):
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "npm is missing: install Node.js and npm to run the Claude Code tests" >&2; exit 1; fi; \
+	fi
+	rm -rf $(CLAUDE_CODE_DIR) && mkdir -p $(CLAUDE_CODE_DIR)
+	echo '{"private": true}' > $(CLAUDE_CODE_DIR)/package.json
+	cd $(CLAUDE_CODE_DIR) && npm install --no-save --no-audit --no-fund --loglevel=error \
+	  @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	$(CLAUDE_CODE_DIR)/node_modules/.bin/claude --version
+	touch $@
+
+claude-code: $(CLAUDE_CODE_STAMP)
+
+# The real Claude Code CLI against the gateway (tests/cli); not part of `make test`.
+test-cli: install claude-code
+	$(VENV)/bin/pytest -m cli tests/cli
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

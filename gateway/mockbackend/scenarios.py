@@ -560,3 +560,53 @@ def repeats_prefill(request: MockRequest) -> Script:
     if found is None:
         return text(request)
     return Script(Completion(text_deltas(found.group(1) + REPEATED_PREFILL_CONTINUATION, words_per_delta=1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# For the real Claude Code CLI (tests/cli): a Bash call whose output is easy to find in the
+# next request, and streaming faults whose non-streamed retry succeeds, because Claude Code
+# answers a broken stream by sending the same request again without `stream`.
+
+CLI_TOOL_OUTPUT = "hello-from-mock-tool"
+CLI_BASH_ARGUMENTS = f'{{"command":"echo {CLI_TOOL_OUTPUT}","description":"Print a marker"}}'
+
+
+@scenario("bash_echo")
+def bash_echo(request: MockRequest) -> Script:
+    """One Bash call `echo hello-from-mock-tool`; the tool result is then quoted back as text."""
+    if reply := _tool_result_reply(request):
+        return reply
+    deltas = [Delta(content=TOOL_CALL_TEXT)]
+    deltas += tool_call_deltas(index=0, id="call_mock_echo", name="Bash", arguments=CLI_BASH_ARGUMENTS)
+    return Script(Completion(tuple(deltas), finish_reason="tool_calls"))
+
+
+def _stream_breaks(request: MockRequest, *, drop_after: int) -> Script:
+    if not request.stream:
+        return text(request)
+    return Script(text(request).completion, drop_after=drop_after)
+
+
+@scenario("stream_drop_then_ok")
+def stream_drop_then_ok(request: MockRequest) -> Script:
+    """Streamed: the role chunk, then the connection closes before any content. Non-streamed: the
+    whole `text` reply, so a client's non-streaming fallback gets an answer."""
+    return _stream_breaks(request, drop_after=1)
+
+
+@scenario("stream_drop_partial_then_ok")
+def stream_drop_partial_then_ok(request: MockRequest) -> Script:
+    """Streamed: two text chunks, then the connection closes (as `drop_mid_stream`). Non-streamed:
+    the whole `text` reply."""
+    return _stream_breaks(request, drop_after=3)
+
+
+@scenario("stream_error_then_ok")
+def stream_error_then_ok(request: MockRequest) -> Script:
+    """Streamed: the role chunk, then a vLLM error chunk (`data: {"error": …}`) and [DONE], before
+    any content. Non-streamed: the whole `text` reply."""
+    if not request.stream:
+        return text(request)
+    body = orjson.dumps({"error": {"message": "boom", "type": "server_error", "code": 500}})
+    return Script(Completion((), finish_reason=None), inject=((0, body),))
+
