@@ -9,6 +9,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from anthropic._constants import ANTHROPIC_API_VERSION
 
 from gateway.mockbackend.native import (
     CONTINUATION,
@@ -53,7 +54,8 @@ def test_a_prefill_to_a_model_that_rejects_prefill_succeeds_through_the_rewrite(
     assert body["model"] == "mock-no-prefill"
     assert [m["role"] for m in body["messages"]] == ["user"]
     assert "<reply_so_far>\nhello\n</reply_so_far>" in body["messages"][-1]["content"][-1]["text"]
-    assert received["headers"]["anthropic-version"] == "2023-06-01"
+    # The client's own API version reaches the backend (this SDK sends its release's version).
+    assert received["headers"]["anthropic-version"] == ANTHROPIC_API_VERSION
 
 
 @pytest.mark.parametrize("stream", [False, True])
