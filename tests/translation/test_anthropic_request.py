@@ -279,7 +279,7 @@ def test_prefill_with_thinking_disables_thinking_but_keeps_the_effort() -> None:
     raw = body(user("q"), assistant("A"), thinking={"type": "adaptive"}, output_config={"effort": "high"})
     sent, notes = build(raw)
     assert "thinking" not in sent and sent["output_config"] == {"effort": "high"}
-    assert rules(notes) == [("prefill.disable_thinking", "thinking")]
+    assert rules(notes) == [("prefill.thinking_off", "thinking")]
     sent, notes = build(raw, caps_make("anthropic", prefill_with_thinking="allow"))
     assert sent["thinking"] == {"type": "adaptive"} and notes == []
     with pytest.raises(ApiError) as error:

@@ -20,6 +20,7 @@ import pytest
 from tests.translation.support import caps_make, claude_code_body
 from translation.capabilities import PRESETS
 from translation.errors import ApiError
+from translation import anthropic as anthropic_translation
 from translation.openai_chat import build_request
 from translation.schemas import MessagesRequest
 
@@ -27,8 +28,9 @@ GOLDEN = Path(__file__).parent / "golden"
 DIGEST_OVER = 300
 UPDATE = os.environ.get("DRAGOMAN_GOLDEN_UPDATE") == "1"
 
-# Native Anthropic presets are translated by translation.anthropic (tested in test_anthropic_*).
-CHAT_PRESETS = [p for p in PRESETS if not p.startswith("anthropic")]
+# Native Anthropic presets go through translation.anthropic (backend kind anthropic), the others
+# through translation.openai_chat.
+ALL_PRESETS = list(PRESETS)
 
 USER = {"role": "user", "content": "Pick a letter: (A) yes (B) no"}
 THINKING = {"type": "thinking", "thinking": "The user wants a letter.", "signature": "EqQBCkgIARABGAIiQ"}
@@ -88,15 +90,19 @@ def _request(case: str) -> MessagesRequest:
 
 def _outcome(preset: str, case: str) -> dict[str, Any]:
     try:
-        body, notes = build_request(_request(case), caps_make(preset), upstream_model="upstream-model",
-                                    backend_name="b1")
+        if preset.startswith("anthropic"):
+            body, notes = anthropic_translation.build_request(_request(case), caps_make(preset),
+                                                              upstream_model="upstream-model")
+        else:
+            body, notes = build_request(_request(case), caps_make(preset), upstream_model="upstream-model",
+                                        backend_name="b1")
     except ApiError as exc:
         return {"error": {"status": exc.status, "type": exc.type, "message": exc.message}}
     return {"body": _digest(body), "notes": [[n.rule, n.path] for n in notes]}
 
 
 @pytest.mark.parametrize("case", [*CASES, "claude_code_04"])
-@pytest.mark.parametrize("preset", CHAT_PRESETS)
+@pytest.mark.parametrize("preset", ALL_PRESETS)
 def test_preset_produces_the_recorded_upstream_body(preset: str, case: str) -> None:
     path = GOLDEN / preset / f"{case}.json"
     outcome = _outcome(preset, case)
@@ -109,6 +115,6 @@ def test_preset_produces_the_recorded_upstream_body(preset: str, case: str) -> N
 
 def test_every_golden_file_belongs_to_a_preset_and_case() -> None:
     """A renamed case or preset must not leave a stale file that nobody checks."""
-    expected = {f"{p}/{c}.json" for p in CHAT_PRESETS for c in [*CASES, "claude_code_04"]}
+    expected = {f"{p}/{c}.json" for p in ALL_PRESETS for c in [*CASES, "claude_code_04"]}
     present = {str(p.relative_to(GOLDEN)) for p in GOLDEN.glob("*/*.json")}
     assert present - expected == set()

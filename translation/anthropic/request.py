@@ -222,7 +222,7 @@ class _Rewriter:
                                 "conversation with a user message.")
         if policy == "disable_thinking":
             body.pop("thinking", None)
-            self.note("prefill.disable_thinking", "thinking",
+            self.note("prefill.thinking_off", "thinking",
                       "Removed thinking for this request: Anthropic does not allow a prefill with thinking "
                       "enabled (capability prefill_with_thinking=disable_thinking).")
 
