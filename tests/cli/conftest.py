@@ -14,8 +14,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -134,6 +136,42 @@ def cli_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliGateway
             _drop_database(db_url, pg_name)
 
 
+class EgressTrap:
+    """A proxy that lets nothing through: Claude Code gets it as HTTP(S)_PROXY, so any request
+    to a host other than loopback (NO_PROXY) lands here, is recorded ("CONNECT host:443 …")
+    and refused. The tests assert it stays empty: the gateway key must not leave the machine."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._serve, name="egress-trap", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.seen.append(conn.recv(4096).split(b"\r\n", 1)[0].decode("latin-1"))
+                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.fixture(scope="session")
+def egress_trap() -> Iterator[EgressTrap]:
+    trap = EgressTrap()
+    yield trap
+    trap.close()
+
+
 @dataclass
 class Session:
     """One `claude -p` run: its stream-json events, stderr, and the backend requests it caused."""
@@ -144,6 +182,7 @@ class Session:
     stdout: str
     backend: list[dict[str, Any]] = field(default_factory=list)
     gateway: list[str] = field(default_factory=list)  # access-log lines of this run
+    egress: list[str] = field(default_factory=list)  # requests for any other host (refused)
 
     @property
     def result(self) -> dict[str, Any]:
@@ -171,7 +210,7 @@ class Session:
             lines.append(f"  {r.get('path')} scenario={r.get('scenario')} model={body.get('model')} "
                          f"stream={body.get('stream')} tools={len(body.get('tools') or [])} "
                          f"messages={len(body.get('messages') or [])} outcome={(r.get('stream') or {}).get('outcome')}")
-        lines += ["gateway:", *self.gateway, "stderr:", self.stderr[-4000:]]
+        lines += ["gateway:", *self.gateway, "egress:", *self.egress, "stderr:", self.stderr[-4000:]]
         return "\n".join(lines)
 
 
@@ -192,12 +231,12 @@ class Claude(Protocol):
 
 
 @pytest.fixture
-def claude(claude_code: str, cli_gateway: CliGateway, tmp_path: Path) -> Claude:
+def claude(claude_code: str, cli_gateway: CliGateway, egress_trap: EgressTrap, tmp_path: Path) -> Claude:
     """Run `claude -p …` headless against the gateway, in a scratch HOME and working folder.
 
     Only loopback is reachable: CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 stops telemetry,
     error reporting and update checks (which would carry the gateway key to Anthropic's hosts),
-    and a dead proxy catches anything else that would leave the machine."""
+    and `egress_trap` records and refuses anything else that would leave the machine."""
     home = tmp_path / "home"
     work = tmp_path / "work"
     home.mkdir()
@@ -214,13 +253,14 @@ def claude(claude_code: str, cli_gateway: CliGateway, tmp_path: Path) -> Claude:
             "ANTHROPIC_API_KEY": cli_gateway.key,
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
-            "HTTPS_PROXY": "http://127.0.0.1:9",
-            "HTTP_PROXY": "http://127.0.0.1:9",
+            "HTTPS_PROXY": egress_trap.url,
+            "HTTP_PROXY": egress_trap.url,
             "NO_PROXY": "127.0.0.1,localhost",
         }
         environ.update(env or {})
         before = len(cli_gateway.mock.requests)
         logged = len(cli_gateway.access_log())
+        trapped = len(egress_trap.seen)
         done = subprocess.run(
             [claude_code, "-p", *([prompt] if prompt is not None else []), "--output-format", "stream-json",
              "--verbose", *args],
@@ -243,6 +283,7 @@ def claude(claude_code: str, cli_gateway: CliGateway, tmp_path: Path) -> Claude:
             if sum("/v1/messages" in line for line in gateway) >= len(backend) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        return Session(done.returncode, events, done.stderr, done.stdout, backend, gateway)
+        return Session(done.returncode, events, done.stderr, done.stdout, backend, gateway,
+                       egress_trap.seen[trapped:])
 
     return run

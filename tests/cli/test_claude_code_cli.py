@@ -27,9 +27,10 @@ pytestmark = pytest.mark.cli
 
 
 def _assert_clean(session: Session) -> None:
-    """Claude Code finished without an error, and the gateway answered none of its requests
-    with an error status (count_tokens included, should this version call it)."""
+    """Claude Code finished without an error, reached no host but the gateway, and the gateway
+    answered none of its requests with an error status."""
     assert session.returncode == 0, session.describe()
+    assert session.egress == [], session.describe()
     assert session.result.get("is_error") is False, session.describe()
     assert session.result.get("subtype") == "success", session.describe()
     assert session.statuses, session.describe()
@@ -54,6 +55,28 @@ def test_a_text_turn_prints_the_backend_reply(claude: Claude) -> None:
     assert turn["stream"]["outcome"] == "complete"
     assert [m["role"] for m in _messages(turn)] == ["system", "user"]
     assert any("POST /v1/messages" in request for request, _ in session.statuses)
+
+
+def test_context_counts_tokens_through_the_gateway(claude: Claude) -> None:
+    """`/context` sends one `count_tokens?beta=true` per part of the prompt (system, each tool,
+    each skill, messages); a 404 there would make Claude Code fall back to `max_tokens: 1` calls."""
+    session = claude("/context", "--model", MODEL)
+
+    _assert_clean(session)
+    counts = [status for request, status in session.statuses if "/v1/messages/count_tokens" in request]
+    assert len(counts) >= 5 and set(counts) == {200}, session.describe()
+    assert session.result["result"].startswith("## Context Usage")
+    assert f"**Model:** {MODEL}" in session.result["result"]
+
+
+def test_without_the_traffic_flag_claude_code_calls_anthropics_hosts(claude: Claude) -> None:
+    """Why the README insists on CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1: without it Claude
+    Code also connects to api.anthropic.com (refused here by the egress trap)."""
+    session = claude("Say hello. [[mock:text]]", "--model", MODEL,
+                     env={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "", "DISABLE_AUTOUPDATER": ""})
+
+    assert session.result["result"] == TEXT_REPLY, session.describe()
+    assert any(line.startswith("CONNECT api.anthropic.com:") for line in session.egress), session.describe()
 
 
 def test_the_bash_tool_runs_and_its_output_reaches_the_backend(claude: Claude) -> None:
