@@ -195,7 +195,7 @@ def test_cache_control_extensions_are_removed_everywhere_when_the_endpoint_rejec
 def test_a_mid_conversation_system_message_is_hoisted_into_system_blocks() -> None:
     raw = body(user("q"), {"role": "system", "content": "Be brief."}, user("n"),
                system=[{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}])
-    sent, notes = build(raw)
+    sent, notes = build(raw, caps_make("anthropic", system_messages="hoist"))
     assert sent["system"] == [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}},
                               {"type": "text", "text": "Be brief."}]
     assert sent["messages"] == [user("q"), user("n")]
@@ -203,9 +203,10 @@ def test_a_mid_conversation_system_message_is_hoisted_into_system_blocks() -> No
 
 
 def test_a_hoisted_system_message_joins_a_string_system_or_becomes_it() -> None:
-    sent, _ = build(body(user("q"), {"role": "system", "content": [{"type": "text", "text": "B"}]}, system="A"))
+    hoist = caps_make("anthropic", system_messages="hoist")
+    sent, _ = build(body(user("q"), {"role": "system", "content": [{"type": "text", "text": "B"}]}, system="A"), hoist)
     assert sent["system"] == "A\n\nB"
-    sent, _ = build(body(user("q"), {"role": "system", "content": "B"}))
+    sent, _ = build(body(user("q"), {"role": "system", "content": "B"}), hoist)
     assert sent["system"] == "B"
 
 
