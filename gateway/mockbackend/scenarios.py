@@ -610,3 +610,18 @@ def stream_error_then_ok(request: MockRequest) -> Script:
     body = orjson.dumps({"error": {"message": "boom", "type": "server_error", "code": 500}})
     return Script(Completion((), finish_reason=None), inject=((0, body),))
 
+
+
+@scenario("context_limit")
+def context_limit(request: MockRequest) -> Script:
+    """vLLM's context check: 400 when prompt tokens + the requested output tokens exceed
+    MAX_MODEL_LEN (as vLLM's serving layer rejects it, before generating); else `text`."""
+    limit = request.body.get("max_completion_tokens") or request.body.get("max_tokens")
+    if isinstance(limit, int) and request.prompt_tokens + limit > MAX_MODEL_LEN:
+        message = (
+            f"'max_tokens' or 'max_completion_tokens' is too large: {limit}. This model's maximum context "
+            f"length is {MAX_MODEL_LEN} tokens and your request has {request.prompt_tokens} input tokens "
+            f"({limit} > {MAX_MODEL_LEN} - {request.prompt_tokens})."
+        )
+        return _http_error(400, message, "BadRequestError", 400)
+    return text(request)

@@ -76,6 +76,10 @@ backends:
     preset: vllm
     read_timeout: 20
 routes:
+  - model: capped-*
+    backend: mock-vllm
+    capabilities: {{max_tokens_cap: 8192}}
+    order: 10
   - model: "*"
     backend: mock-vllm
 keys:

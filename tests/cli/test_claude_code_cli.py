@@ -189,3 +189,23 @@ def test_a_stream_that_fails_after_some_text_is_resumed_from_the_partial_reply(c
     assert partial == {"role": "assistant", "content": "Hello! This is the"}
     assert resume["role"] == "user" and "cut off mid-stream" in json.dumps(resume["content"])
     assert "cut off mid-stream" in session.result["result"]
+
+
+def test_a_small_context_vllm_model_needs_a_max_tokens_cap(claude: Claude) -> None:
+    """Claude Code asks for 32000 output tokens on a ~22k-token prompt: a vLLM model with a 32k
+    context rejects that (400, not retried, the run fails). A route with `max_tokens_cap` works."""
+    refused = claude("Say hello. [[mock:context_limit]]", "--model", MODEL)
+
+    assert refused.returncode == 1, refused.describe()
+    assert refused.result["is_error"] is True
+    assert "maximum context length is 32768 tokens" in refused.result["result"], refused.describe()
+    assert refused.statuses == [("POST /v1/messages?beta=true", 400)]
+    [turn] = refused.turns("[[mock:context_limit]]")
+    assert turn["body"]["max_tokens"] == 32000
+
+    capped = claude("Say hello. [[mock:context_limit]]", "--model", "capped-local-model")
+
+    _assert_clean(capped)
+    assert capped.result["result"] == TEXT_REPLY
+    [turn] = capped.turns("[[mock:context_limit]]")
+    assert turn["body"]["model"] == "capped-local-model" and turn["body"]["max_tokens"] == 8192
