@@ -23,6 +23,8 @@ PRESET_HELP: dict[str, str] = {
     "ollama": "Ollama's /v1 uses 'reasoning' both ways; reasoning_effort switches thinking.",
     "openai": "No prefill (rewritten into a user turn), no reasoning text replayed, max_completion_tokens, "
     "no top_k, reasoning_effort.",
+    "openai-responses": "For kind openai_responses: no prefill (rewritten into a user turn), no top_k, "
+    "reasoning: {effort, summary}, stateless reasoning round trips (store: false + encrypted reasoning).",
     "deepseek": "Prefill is the {\"prefix\": true} message flag; in thinking mode reasoning_content is "
     "required on tool-call turns; thinking is an object; no top_k.",
     "kimi": "Prefill is the {\"partial\": true} message flag; reasoning_content required on tool-call turns "

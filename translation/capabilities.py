@@ -226,6 +226,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "top_k": False,
         "thinking_control": "reasoning_effort",
     },
+    # OpenAI Responses API (kind openai_responses): no prefill, no top_k, reasoning.effort with a
+    # summary, stateless reasoning round trips (store: false + encrypted reasoning).
+    "openai-responses": {"prefill": "rewrite", "top_k": False, "thinking_control": "reasoning_effort",
+                         "reasoning_replay": "never", "reasoning_field_out": ""},
     # DeepSeek: chat prefix completion is {"prefix": true}; in thinking mode reasoning_content is
     # required (even "") on tool-call turns and ignored elsewhere; thinking: {type}; no top_k.
     "deepseek": {"prefill": "prefix_flag", "top_k": False, "reasoning_replay": "tool_turns",

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from tests.translation.support import caps_make, claude_code_body
+from translation import anthropic as anthropic_translation
+from translation import openai_responses
 from translation.capabilities import PRESETS
 from translation.errors import ApiError
-from translation import anthropic as anthropic_translation
 from translation.openai_chat import build_request
 from translation.schemas import MessagesRequest
 
@@ -28,8 +29,9 @@ GOLDEN = Path(__file__).parent / "golden"
 DIGEST_OVER = 300
 UPDATE = os.environ.get("DRAGOMAN_GOLDEN_UPDATE") == "1"
 
-# Native Anthropic presets go through translation.anthropic (backend kind anthropic), the others
-# through translation.openai_chat.
+# Each preset goes through the translator of the backend kind it is for: anthropic* through
+# translation.anthropic, openai-responses through translation.openai_responses, the rest through
+# translation.openai_chat.
 ALL_PRESETS = list(PRESETS)
 
 USER = {"role": "user", "content": "Pick a letter: (A) yes (B) no"}
@@ -93,6 +95,9 @@ def _outcome(preset: str, case: str) -> dict[str, Any]:
         if preset.startswith("anthropic"):
             body, notes = anthropic_translation.build_request(_request(case), caps_make(preset),
                                                               upstream_model="upstream-model")
+        elif preset == "openai-responses":
+            body, notes = openai_responses.build_request(_request(case), caps_make(preset),
+                                                         upstream_model="upstream-model", backend_name="b1")
         else:
             body, notes = build_request(_request(case), caps_make(preset), upstream_model="upstream-model",
                                         backend_name="b1")

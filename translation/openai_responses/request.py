@@ -18,11 +18,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
-
 from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
+from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_responses.common import (
     call_id_from_tool_id,
@@ -248,7 +247,7 @@ class _Builder:
             elif isinstance(block, ToolUseBlock):
                 flush_text()
                 push({"type": "function_call", "call_id": call_id_from_tool_id(block.id), "name": block.name,
-                      "arguments": orjson.dumps(block.input).decode()})
+                      "arguments": json_bytes(block.input).decode()})
             elif isinstance(block, RedactedThinkingBlock):
                 self.note("redacted_thinking.drop", path, "Dropped a redacted_thinking block (opaque to this backend).")
             elif isinstance(block, ServerToolBlock):
@@ -395,7 +394,7 @@ def _reasoning(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any],
     body["reasoning"] = reasoning
     source = (f" (from effort {intent.effort!r})" if intent.effort else " (from budget_tokens)" if effort else "")
     notes.append(RewriteNote("thinking.reasoning", "reasoning",
-                             f"Sent reasoning: {orjson.dumps(reasoning).decode()}{source}."))
+                             f"Sent reasoning: {json_bytes(reasoning).decode()}{source}."))
 
 
 def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: str,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from translation.capabilities import Capabilities
+from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import tool_input_parse
 from translation.openai_responses.common import (
@@ -96,7 +95,7 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
                 continue
             arguments = item.get("arguments")
             if isinstance(arguments, dict):
-                arguments = orjson.dumps(arguments).decode()
+                arguments = json_bytes(arguments).decode()
             tool_input, problem, _ = tool_input_parse(arguments if isinstance(arguments, str) else "")
             if problem:
                 notes.append(RewriteNote("tool_call.arguments", f"{path}.arguments", problem))

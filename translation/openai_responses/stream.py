@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
+from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import tool_input_parse
 from translation.openai_responses.common import (
@@ -333,7 +332,7 @@ class ResponsesStreamTranslator:
                 item.name = raw["name"]
             arguments = raw.get("arguments")
             if isinstance(arguments, dict):
-                arguments = orjson.dumps(arguments).decode()
+                arguments = json_bytes(arguments).decode()
             if isinstance(arguments, str):
                 if done:
                     item.final = arguments
@@ -468,6 +467,6 @@ class ResponsesStreamTranslator:
         else:
             arguments = item.final if item.final is not None else item.args
             item.input, problem, _ = tool_input_parse(arguments)
-            out.append(_delta(index, {"type": "input_json_delta", "partial_json": orjson.dumps(item.input).decode()}))
+            out.append(_delta(index, {"type": "input_json_delta", "partial_json": json_bytes(item.input).decode()}))
         if problem:
             self.notes.append(RewriteNote("tool_call.arguments", f"content[{index}].input", problem))
