@@ -65,6 +65,9 @@ def test_context_counts_tokens_through_the_gateway(claude: Claude) -> None:
     _assert_clean(session)
     counts = [status for request, status in session.statuses if "/v1/messages/count_tokens" in request]
     assert len(counts) >= 5 and set(counts) == {200}, session.describe()
+    # Exact counts: every count was rendered and tokenized by the backend (vllm preset).
+    tokenized = [r for r in session.backend if r.get("path") == "/tokenize"]
+    assert len(tokenized) == len(counts), session.describe()
     assert session.result["result"].startswith("## Context Usage")
     assert f"**Model:** {MODEL}" in session.result["result"]
 
