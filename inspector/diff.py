@@ -1,0 +1,141 @@
+"""Structural diff of two JSON documents, each change labelled with the rewrite note behind it.
+
+Pure Python, no Django: the exchange page calls ``json_diff`` on the client request body and
+the upstream request body, then ``notes_attach`` with the exchange's rewrite notes. Paths use
+the notation of the notes themselves (``messages[3].content``, ``chat_template_kwargs.x``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+ADDED, REMOVED, CHANGED = "added", "removed", "changed"
+_MISSING = object()
+
+
+@dataclass
+class Change:
+    op: str  # added | removed | changed
+    old_path: str  # where it was in the first document ("" when added)
+    new_path: str  # where it is in the second ("" when removed)
+    old: Any = None
+    new: Any = None
+    note: dict[str, str] | None = None
+
+    @property
+    def path(self) -> str:
+        if self.old_path and self.new_path and self.old_path != self.new_path:
+            return f"{self.old_path} → {self.new_path}"
+        return self.new_path or self.old_path
+
+
+def _key_path(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if parent else key
+
+
+def _canon(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS,
+                        default=str)
+
+
+def json_diff(old: Any, new: Any) -> list[Change]:
+    """Added, removed and changed paths from ``old`` to ``new``, in document order.
+
+    Objects are compared key by key; lists are aligned with difflib so an inserted element (a
+    hoisted system message) shows as one addition instead of shifting every later index.
+    """
+    changes: list[Change] = []
+    _walk(old, new, "", "", changes)
+    return changes
+
+
+def _walk(old: Any, new: Any, old_path: str, new_path: str, out: list[Change]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in old:
+            op, np = _key_path(old_path, key), _key_path(new_path, key)
+            if key in new:
+                _walk(old[key], new[key], op, np, out)
+            else:
+                out.append(Change(REMOVED, op, "", old=old[key]))
+        for key in new:
+            if key not in old:
+                out.append(Change(ADDED, "", _key_path(new_path, key), new=new[key]))
+        return
+    if isinstance(old, list) and isinstance(new, list):
+        _walk_list(old, new, old_path, new_path, out)
+        return
+    if type(old) is not type(new) or old != new:
+        out.append(Change(CHANGED, old_path, new_path, old=old, new=new))
+
+
+def _walk_list(old: list[Any], new: list[Any], old_path: str, new_path: str, out: list[Change]) -> None:
+    matcher = difflib.SequenceMatcher(a=[_canon(v) for v in old], b=[_canon(v) for v in new], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
+        for k in range(paired):
+            _walk(old[i1 + k], new[j1 + k], f"{old_path}[{i1 + k}]", f"{new_path}[{j1 + k}]", out)
+        for i in range(i1 + paired, i2):
+            out.append(Change(REMOVED, f"{old_path}[{i}]", "", old=old[i]))
+        for j in range(j1 + paired, j2):
+            out.append(Change(ADDED, "", f"{new_path}[{j}]", new=new[j]))
+
+
+_SEGMENT = re.compile(r"[^.\[\]]+|\[\d+\]")
+
+
+def path_segments(path: str) -> list[str]:
+    """``messages[3].content`` -> ``["messages", "[3]", "content"]``."""
+    return _SEGMENT.findall(path)
+
+
+def _is_prefix(prefix: list[str], path: list[str]) -> bool:
+    return bool(prefix) and path[: len(prefix)] == prefix
+
+
+def note_for(change: Change, notes: list[dict[str, str]]) -> dict[str, str] | None:
+    """The rewrite note that explains ``change``, best match first:
+
+    1. a note path (comma-joined lists allowed) equal to the change's path or a parent of it;
+    2. a note whose rule names the changed key (``prefill.continue_final_message`` for an
+       added ``continue_final_message``);
+    3. a note whose detail names the changed key as a word (``add_generation_prompt``);
+    4. a note on a child of the changed path (a message whose block was dropped).
+    """
+    paths = [path_segments(p) for p in (change.old_path, change.new_path) if p]
+    leaf = next((p[-1] for p in reversed(paths) if p and not p[-1].startswith("[")), "")
+    ranked: list[tuple[int, int, dict[str, str]]] = []
+    for order, note in enumerate(notes):
+        note_paths = [path_segments(p.strip()) for p in str(note.get("path", "")).split(",") if p.strip()]
+        rank = None
+        if any(_is_prefix(np, p) for np in note_paths for p in paths):
+            # Longest matching note path wins among parents.
+            rank = -max(len(np) for np in note_paths)
+        elif leaf and str(note.get("rule", "")).rsplit(".", 1)[-1] == leaf:
+            rank = 100
+        elif leaf and re.search(rf"\b{re.escape(leaf)}\b", str(note.get("detail", ""))):
+            rank = 200
+        elif any(_is_prefix(p, np) for np in note_paths for p in paths):
+            rank = 300
+        if rank is not None:
+            ranked.append((rank, order, note))
+    return min(ranked, key=lambda r: (r[0], r[1]))[2] if ranked else None
+
+
+def notes_attach(changes: list[Change], notes: list[dict[str, str]]) -> list[Change]:
+    for change in changes:
+        change.note = note_for(change, notes)
+    return changes
+
+
+def notes_unmatched(changes: list[Change], notes: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Notes no change points at (rules that changed something not visible as a path, e.g. a
+    response rule), so the page can still list them."""
+    used = {id(c.note) for c in changes if c.note is not None}
+    return [n for n in notes if id(n) not in used]

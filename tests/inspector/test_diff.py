@@ -1,0 +1,86 @@
+"""The exchange page's structural diff: paths in the notes' notation, each labelled by its note."""
+
+from __future__ import annotations
+
+from inspector.diff import ADDED, CHANGED, REMOVED, json_diff, notes_attach, notes_unmatched, path_segments
+
+PREFILL_NOTE = {"rule": "prefill.continue_final_message", "path": "messages[1]",
+                "detail": "Trailing assistant message sent with continue_final_message: true and "
+                          "add_generation_prompt: false so the model continues it."}
+
+
+def ops(changes):  # type: ignore[no-untyped-def]
+    return [(c.op, c.path) for c in changes]
+
+
+def test_added_removed_and_changed_keys_are_reported_with_dotted_paths() -> None:
+    old = {"model": "a", "thinking": {"type": "enabled"}, "keep": 1}
+    new = {"model": "b", "keep": 1, "chat_template_kwargs": {"enable_thinking": True}}
+    assert ops(json_diff(old, new)) == [(CHANGED, "model"), (REMOVED, "thinking"), (ADDED, "chat_template_kwargs")]
+
+
+def test_nested_changes_use_index_and_key_notation() -> None:
+    old = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure "}]}
+    new = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure"}]}
+    assert ops(json_diff(old, new)) == [(CHANGED, "messages[1].content")]
+
+
+def test_an_inserted_list_element_does_not_shift_every_later_index() -> None:
+    old = {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}
+    new = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
+                        {"role": "user", "content": "b"}]}
+    assert ops(json_diff(old, new)) == [(ADDED, "messages[0]")]
+
+
+def test_a_moved_element_shows_both_paths() -> None:
+    old = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x"}]}
+    new = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
+                        {"role": "assistant", "content": "y"}]}
+    changes = json_diff(old, new)
+    assert (CHANGED, "messages[1].content → messages[2].content") in ops(changes)
+
+
+def test_equal_documents_have_no_changes() -> None:
+    doc = {"a": [1, {"b": None}], "c": "d"}
+    assert json_diff(doc, doc) == []
+
+
+def test_type_changes_are_changes_even_when_values_compare_equal() -> None:
+    assert ops(json_diff({"a": 1}, {"a": True})) == [(CHANGED, "a")]
+
+
+def test_path_segments_split_keys_and_indices() -> None:
+    assert path_segments("messages[3].content[0].text") == ["messages", "[3]", "content", "[0]", "text"]
+
+
+def test_continue_final_message_is_labelled_by_the_prefill_rule() -> None:
+    old = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure"}]}
+    new = {**old, "continue_final_message": True, "add_generation_prompt": False}
+    changes = notes_attach(json_diff(old, new), [PREFILL_NOTE])
+    labels = {c.path: c.note and c.note["rule"] for c in changes}
+    assert labels == {"continue_final_message": "prefill.continue_final_message",
+                      "add_generation_prompt": "prefill.continue_final_message"}
+
+
+def test_a_note_on_a_parent_path_labels_its_children_and_the_most_specific_wins() -> None:
+    notes = [{"rule": "message.rewrite", "path": "messages[2]", "detail": "x"},
+             {"rule": "prefill.trim_whitespace", "path": "messages[2].content", "detail": "y"}]
+    old = {"messages": [{}, {}, {"role": "assistant", "content": "a ", "name": "n"}]}
+    new = {"messages": [{}, {}, {"role": "assistant", "content": "a", "name": "m"}]}
+    labels = {c.path: c.note and c.note["rule"] for c in notes_attach(json_diff(old, new), notes)}
+    assert labels == {"messages[2].content": "prefill.trim_whitespace", "messages[2].name": "message.rewrite"}
+
+
+def test_comma_joined_note_paths_match_each_path() -> None:
+    note = {"rule": "sampling.drop", "path": "top_k,temperature", "detail": "Dropped."}
+    changes = notes_attach(json_diff({"top_k": 5, "temperature": 1, "x": 1}, {"x": 1}), [note])
+    assert [c.note for c in changes] == [note, note]
+
+
+def test_nested_note_paths_label_added_objects_and_unmatched_notes_are_listed() -> None:
+    thinking = {"rule": "thinking.chat_template_kwargs", "path": "chat_template_kwargs.enable_thinking",
+                "detail": "Thinking switched on via the chat template."}
+    other = {"rule": "stream.usage", "path": "stream_options", "detail": "never changed here"}
+    changes = notes_attach(json_diff({}, {"chat_template_kwargs": {"enable_thinking": True}}), [thinking, other])
+    assert [c.note for c in changes] == [thinking]
+    assert notes_unmatched(changes, [thinking, other]) == [other]
