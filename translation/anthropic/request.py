@@ -25,6 +25,7 @@ from translation.prefill import (
     prefill_text,
     prefill_trimmed,
 )
+from translation.rewrites import system_message_rejected
 from translation.schemas import MessagesRequest
 from translation.signature import SIGNATURE_PREFIX, signature_read
 from translation.thinking import thinking_intent
@@ -150,9 +151,7 @@ class _Rewriter:
         if policy == "keep":
             return True
         if policy == "reject":
-            raise ApiError(400, f"messages.{i}: Unexpected role \"system\". This backend does not accept "
-                                "system messages inside messages (capability system_messages=reject); "
-                                "the input message role must be 'user' or 'assistant'.")
+            raise system_message_rejected(i)
         content = message.get("content")
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
         blocks = [b for b in blocks if isinstance(b, dict) and b.get("type") == "text" and b.get("text")]

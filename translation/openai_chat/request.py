@@ -14,12 +14,17 @@ from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.prefill import (
-    BILLING_HEADER_PREFIX,
     PREFILL_REWRITE_INSTRUCTION,
     prefill_trimmed,
 )
+from translation.rewrites import (
+    image_url,
+    search_result_text,
+    system_message_rejected,
+    system_texts,
+    tool_choice_apply,
+)
 from translation.schemas import (
-    Base64Source,
     DocumentBlock,
     ImageBlock,
     Message,
@@ -31,7 +36,6 @@ from translation.schemas import (
     ThinkingBlock,
     ToolResultBlock,
     ToolUseBlock,
-    UrlSource,
 )
 from translation.thinking import ThinkingIntent, thinking_intent
 
@@ -66,29 +70,13 @@ class _Builder:
     # -- system ---------------------------------------------------------------------------
 
     def system(self) -> None:
-        system = self.req.system
-        if system is None:
-            return
-        if isinstance(system, str):
-            if system:
-                self.system_parts.append(system)
-            return
-        for i, block in enumerate(system):
-            if i == 0 and self.caps.strip_billing_header and block.text.startswith(BILLING_HEADER_PREFIX):
-                self.note("system.strip_billing_header", "system[0]",
-                          "Removed Claude Code's per-request x-anthropic-billing-header block "
-                          "(it changes every request and defeats prefix caching).")
-                continue
-            if block.text:
-                self.system_parts.append(block.text)
+        self.system_parts.extend(system_texts(self.req, self.caps, self.notes))
 
     def system_message(self, i: int, message: Message) -> None:
         text = "\n\n".join(b.text for b in message.blocks() if isinstance(b, TextBlock) and b.text)
         policy = self.caps.system_messages
         if policy == "reject":
-            raise ApiError(400, f"messages.{i}: Unexpected role \"system\". This backend does not accept "
-                                "system messages inside messages (capability system_messages=reject); "
-                                "the input message role must be 'user' or 'assistant'.")
+            raise system_message_rejected(i)
         if policy == "keep":
             self.messages.append({"role": "system", "content": text})
             return
@@ -122,7 +110,7 @@ class _Builder:
             if block.text:
                 parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageBlock):
-            url = _image_url(block)
+            url = image_url(block)
             if self.caps.images == "reject":
                 raise ApiError(400, f"{path}: {self.backend} does not accept images (capability images=reject)")
             if self.caps.images == "placeholder":
@@ -136,7 +124,7 @@ class _Builder:
         elif isinstance(block, DocumentBlock):
             self.document(path, block, parts)
         elif isinstance(block, SearchResultBlock):
-            parts.append({"type": "text", "text": _search_result_text(block)})
+            parts.append({"type": "text", "text": search_result_text(block)})
             self.note("search_result.flatten", path, "Flattened a search_result block to text.")
         elif isinstance(block, ServerToolBlock | ThinkingBlock | RedactedThinkingBlock | ToolUseBlock):
             self.note("block.drop", path, f"Dropped a {block.type} block from a user message.")
@@ -183,7 +171,7 @@ class _Builder:
                 if isinstance(item, TextBlock):
                     texts.append(item.text)
                 elif isinstance(item, SearchResultBlock):
-                    texts.append(_search_result_text(item))
+                    texts.append(search_result_text(item))
                 else:
                     # Tool messages carry text only; images and files follow as a user message.
                     self.user_part(f"{path}.content[{k}]", item, media)
@@ -325,30 +313,9 @@ class _Builder:
                           "Not sent: the backend does not accept parallel_tool_calls.")
 
     def tool_choice(self, kind: str, name: str | None, body: dict[str, Any]) -> None:
-        support = self.caps.tool_choice
         mapped: Any = {"type": "function", "function": {"name": name}} if kind == "tool" else {
             "auto": "auto", "any": "required", "none": "none"}[kind]
-        allowed = {
-            "full": ("auto", "any", "tool", "none"),
-            "no_required": ("auto", "tool", "none"),
-            "auto_only": ("auto",),
-            "omit": (),
-        }[support]
-        if kind in allowed:
-            body["tool_choice"] = mapped
-            return
-        if kind == "none":
-            # The backend cannot be told not to call tools: send none, so it cannot.
-            del body["tools"]
-            self.note("tool_choice.none_without_tools", "tool_choice",
-                      f"tool_choice none is not accepted (capability tool_choice={support}); sent no tools instead.")
-        elif kind == "any" and support == "no_required":
-            body["tool_choice"] = "auto"
-            self.note("tool_choice.any_to_auto", "tool_choice",
-                      "tool_choice any sent as auto: the backend rejects required (capability tool_choice=no_required).")
-        else:
-            self.note("tool_choice.drop", "tool_choice",
-                      f"tool_choice {kind} not sent (capability tool_choice={support}); the backend decides.")
+        tool_choice_apply(kind, mapped, body, self.caps, self.notes)
 
 
 def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -356,21 +323,6 @@ def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     if all(p["type"] == "text" for p in parts):
         return "\n\n".join(p["text"] for p in parts)
     return parts
-
-
-def _image_url(block: ImageBlock) -> str | None:
-    source = block.source
-    if isinstance(source, Base64Source):
-        return f"data:{source.media_type};base64,{source.data}"
-    if isinstance(source, UrlSource):
-        return source.url
-    return None
-
-
-def _search_result_text(block: SearchResultBlock) -> str:
-    head = "\n".join(x for x in (block.title, block.source) if x)
-    body = "\n".join(b.text for b in block.content)
-    return f"{head}\n\n{body}" if head else body
 
 
 def _thinking_knob(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any],

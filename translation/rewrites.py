@@ -1,0 +1,84 @@
+"""Rewrite rules every backend kind applies the same way, so their wording and notes agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from translation.capabilities import Capabilities
+from translation.errors import ApiError
+from translation.notes import RewriteNote
+from translation.prefill import BILLING_HEADER_PREFIX
+from translation.schemas import Base64Source, ImageBlock, MessagesRequest, SearchResultBlock, UrlSource
+
+
+def system_texts(req: MessagesRequest, caps: Capabilities, notes: list[RewriteNote]) -> list[str]:
+    """The non-empty system texts, without Claude Code's billing block where ``caps`` strips it."""
+    system = req.system
+    if system is None:
+        return []
+    if isinstance(system, str):
+        return [system] if system else []
+    texts = []
+    for i, block in enumerate(system):
+        if i == 0 and caps.strip_billing_header and block.text.startswith(BILLING_HEADER_PREFIX):
+            notes.append(RewriteNote("system.strip_billing_header", "system[0]",
+                                     "Removed Claude Code's per-request x-anthropic-billing-header block "
+                                     "(it changes every request and defeats prefix caching)."))
+            continue
+        if block.text:
+            texts.append(block.text)
+    return texts
+
+
+def system_message_rejected(i: int) -> ApiError:
+    """Claude Code retries without mid-conversation system messages on exactly this wording."""
+    return ApiError(400, f"messages.{i}: Unexpected role \"system\". This backend does not accept "
+                         "system messages inside messages (capability system_messages=reject); "
+                         "the input message role must be 'user' or 'assistant'.")
+
+
+def image_url(block: ImageBlock) -> str | None:
+    """A data URI or URL for the image; None for a Files API id."""
+    source = block.source
+    if isinstance(source, Base64Source):
+        return f"data:{source.media_type};base64,{source.data}"
+    if isinstance(source, UrlSource):
+        return source.url
+    return None
+
+
+def search_result_text(block: SearchResultBlock) -> str:
+    head = "\n".join(x for x in (block.title, block.source) if x)
+    body = "\n".join(b.text for b in block.content)
+    return f"{head}\n\n{body}" if head else body
+
+
+_TOOL_CHOICES_ALLOWED = {
+    "full": ("auto", "any", "tool", "none"),
+    "no_required": ("auto", "tool", "none"),
+    "auto_only": ("auto",),
+    "omit": (),
+}
+
+
+def tool_choice_apply(kind: str, mapped: Any, body: dict[str, Any], caps: Capabilities,
+                      notes: list[RewriteNote]) -> None:
+    """Send ``mapped`` (the backend's form of tool_choice ``kind``) only as ``caps.tool_choice`` allows."""
+    support = caps.tool_choice
+    if kind in _TOOL_CHOICES_ALLOWED[support]:
+        body["tool_choice"] = mapped
+    elif kind == "none":
+        # The backend cannot be told not to call tools: send none, so it cannot.
+        del body["tools"]
+        notes.append(RewriteNote("tool_choice.none_without_tools", "tool_choice",
+                                 f"tool_choice none is not accepted (capability tool_choice={support}); "
+                                 "sent no tools instead."))
+    elif kind == "any" and support == "no_required":
+        body["tool_choice"] = "auto"
+        notes.append(RewriteNote("tool_choice.any_to_auto", "tool_choice",
+                                 "tool_choice any sent as auto: the backend rejects required "
+                                 "(capability tool_choice=no_required)."))
+    else:
+        notes.append(RewriteNote("tool_choice.drop", "tool_choice",
+                                 f"tool_choice {kind} not sent (capability tool_choice={support}); "
+                                 "the backend decides."))
