@@ -18,6 +18,7 @@ from typing import Any
 
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
+from translation.events import message_start
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import (
@@ -112,12 +113,8 @@ class ChatStreamTranslator:
         if self._state != "new":
             return []
         self._state = "started"
-        return [{"type": "message_start", "message": {
-            "id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
-            "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": self.input_tokens_estimate, "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0, "output_tokens": 1},
-        }}]
+        return [message_start(message_id=self.message_id, model=self.request.model,
+                              input_tokens=self.input_tokens_estimate)]
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         """Events for one upstream chunk (the parsed JSON of one SSE ``data`` line)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
+from translation.events import message_start
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import tool_input_parse
@@ -118,12 +119,8 @@ class ResponsesStreamTranslator:
         if self._state != "new":
             return []
         self._state = "started"
-        return [{"type": "message_start", "message": {
-            "id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
-            "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": self.input_tokens_estimate, "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0, "output_tokens": 1},
-        }}]
+        return [message_start(message_id=self.message_id, model=self.request.model,
+                              input_tokens=self.input_tokens_estimate)]
 
     def feed(self, event: dict[str, Any]) -> list[Event]:
         """Anthropic events for one upstream event (the parsed JSON of one SSE ``data``)."""

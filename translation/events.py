@@ -1,0 +1,19 @@
+"""Anthropic stream events every translator builds the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def message_start(*, message_id: str, model: str, input_tokens: int) -> dict[str, Any]:
+    """``message_start`` with an empty message and the best input-token count known yet.
+
+    ``output_tokens`` starts at 1 as Anthropic's own streams do; the final ``message_delta``
+    carries the real cumulative usage.
+    """
+    return {"type": "message_start", "message": {
+        "id": message_id, "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 1},
+    }}
