@@ -54,7 +54,7 @@ class ConfigSpec:
 
 
 _BACKEND_FIELDS = {"name", "kind", "base_url", "api_key", "preset", "capabilities", "connect_timeout",
-                   "read_timeout", "enabled"}
+                   "read_timeout", "enabled", "capture"}
 _ROUTE_FIELDS = {"model", "backend", "upstream_model", "order", "capabilities", "enabled"}
 _KEY_FIELDS = {"name", "key", "enabled", "allowed_models"}
 
@@ -113,6 +113,8 @@ def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
         for t in ("connect_timeout", "read_timeout"):
             if t in b and not (isinstance(b[t], int | float) and b[t] > 0):
                 problems.append(f"{where}: {t} must be a positive number")
+        if b.get("capture") not in (None, "", "full", "metadata", "off"):
+            problems.append(f"{where}: capture must be full, metadata or off")
     known_backends = backend_names | set(Backend.objects.values_list("name", flat=True))
     for i, r in enumerate(spec.routes):
         where = f"routes[{i}]"
@@ -170,6 +172,7 @@ def config_apply(spec: ConfigSpec) -> list[str]:
             "api_key": str(b.get("api_key") or ""), "preset": b.get("preset", "generic"),
             "connect_timeout": float(b.get("connect_timeout", 10.0)),
             "read_timeout": float(b.get("read_timeout", 600.0)), "enabled": bool(b.get("enabled", True)),
+            "capture": b.get("capture") or "",
         }
         for name, value in capabilities_build(overrides=caps).as_dict().items():
             values[f"cap_{name}"] = (

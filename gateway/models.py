@@ -48,6 +48,12 @@ class Backend(models.Model):
     connect_timeout = models.FloatField(default=10.0, help_text="Seconds to wait for a connection.")
     read_timeout = models.FloatField(default=600.0, help_text="Seconds to wait for the next bytes from the backend.")
     enabled = models.BooleanField(default=True)
+    capture = models.CharField(max_length=10, blank=True, default="",
+                               choices=[("", "global default (DRAGOMAN_INSPECTOR_CAPTURE)"),
+                                        ("full", "full: bodies and event logs"),
+                                        ("metadata", "metadata: no bodies or events"),
+                                        ("off", "off: no exchange recorded")],
+                               help_text="What the inspector records for requests routed to this backend.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

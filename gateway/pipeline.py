@@ -21,7 +21,7 @@ from gateway.ids import id_new
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from gateway.tokencount import tokens_count
 from gateway.upstream import client_for, transport_error, upstream_error
-from inspector.recorder import ExchangeRecord, headers_mask, recorder
+from inspector.recorder import ExchangeRecord, headers_mask, recorder, usage_merge
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
 from translation.schemas import (
@@ -101,9 +101,10 @@ async def _admit(request: HttpRequest, record: ExchangeRecord,
     req = parse(raw)
     record.client_model = req.model
     route = route_for(snap, req.model, key)
-    record.backend_name = route.backend.name
+    record.backend_name, record.route = route.backend.name, route.pattern
     record.upstream_model = route.upstream_model or req.model
     record.preset = route.backend.preset
+    record.capture = route.backend.capture or settings.INSPECTOR_CAPTURE
     return req, route
 
 
@@ -157,13 +158,27 @@ def _upstream_prepare(req: MessagesRequest, route: RouteInfo,
     return adapter, call, client_for(route.backend)
 
 
+def _upstream_trace(record: ExchangeRecord) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """httpcore's trace hook: when a connection is ready and the request starts going out, and
+    when the response's status and headers arrived (MockTransport calls no hooks: marked after)."""
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith(".send_request_headers.started"):
+            record.mark("upstream_connected")
+        elif event.endswith(".receive_response_headers.complete"):
+            record.mark("upstream_headers")
+    return trace
+
+
 async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponse:
     adapter, call, client = _upstream_prepare(req, route, record)
     try:
-        resp = await client.post(call.url, content=json_bytes(call.body), headers=call.headers)
+        resp = await client.post(call.url, content=json_bytes(call.body), headers=call.headers,
+                                 extensions={"trace": _upstream_trace(record)})
     except httpx.HTTPError as exc:
         raise transport_error(backend=route.backend.name, exc=exc) from None
-    record.mark("upstream_first_byte")
+    for mark in ("upstream_connected", "upstream_headers", "upstream_done"):  # unless traced already
+        record.mark(mark)
+    record.timings["upstream_first_byte"] = record.timings["upstream_headers"]
     record.upstream_response = {"status": resp.status_code, "body_raw": resp.content}
     if resp.status_code >= 300:
         raise upstream_error(backend=route.backend.name, status=resp.status_code, body=resp.content,
@@ -177,6 +192,7 @@ async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeReco
         raise ApiError(500, f"backend {route.backend.name} returned JSON that is not an object", source="backend")
     message, notes = adapter.response_translate(body=body, req=req, route=route, message_id=id_new("msg_"))
     record.notes.extend(n.as_dict() for n in notes)
+    usage_merge(record.upstream_usage, body)
     record.status = 200
     record.stop_reason = message.get("stop_reason") or ""
     record.usage = message.get("usage") or {}
@@ -190,12 +206,14 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
     """Send the upstream request and wait for its status: failures before the first byte are real
     HTTP errors (SDKs retry those), failures after it become ``event: error``."""
     adapter, call, client = _upstream_prepare(req, route, record)
-    upstream = client.build_request("POST", call.url, content=json_bytes(call.body), headers=call.headers)
+    upstream = client.build_request("POST", call.url, content=json_bytes(call.body), headers=call.headers,
+                                    extensions={"trace": _upstream_trace(record)})
     try:
         resp = await client.send(upstream, stream=True)
     except httpx.HTTPError as exc:
         raise transport_error(backend=route.backend.name, exc=exc) from None
-    record.mark("upstream_first_byte")
+    record.mark("upstream_connected")
+    record.mark("upstream_headers")
     if resp.status_code >= 300:
         try:
             body = await resp.aread()
@@ -203,6 +221,7 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
             body = b""
         finally:
             await resp.aclose()
+        record.mark("upstream_first_byte")
         record.upstream_response = {"status": resp.status_code, "body_raw": body}
         raise upstream_error(backend=route.backend.name, status=resp.status_code, body=body, headers=resp.headers)
     translator = adapter.stream_translator(req=req, route=route, message_id=id_new("msg_"),
@@ -263,18 +282,24 @@ async def _chunks_with_pings(chunks: AsyncIterator[bytes], interval: float) -> A
 
 async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, record: ExchangeRecord,
                         route: RouteInfo) -> AsyncGenerator[bytes, None]:
-    full = record.capture == "full"
+    # Upstream chunks are kept at capture level full; the client's events also at metadata, for
+    # the stream validator's verdict in the writer thread (they are not stored).
+    full, keep_events = record.capture == "full", record.capture != "off"
     upstream_log: list[list[Any]] = []
     client_log: list[list[Any]] = []
     decoder = SSEDecoder()
     chunks = _chunks_with_pings(resp.aiter_bytes(), settings.STREAM_PING_SECONDS)
     ended = False
+    chunk_at = 0.0  # arrival of the latest upstream chunk
 
     def emit(events: list[dict[str, Any]]) -> bytes:
         nonlocal ended
-        if full:
+        if keep_events:
             t = record.elapsed_ms()
             client_log.extend([t, len(upstream_log) - 1, e] for e in events)
+        if "first_token" not in record.timings and any(e["type"] not in ("message_start", "ping") for e in events):
+            record.mark("first_token")
+            record.timings["first_token_chunk"] = chunk_at
         for e in events:
             if e["type"] in ("message_stop", "error"):
                 ended = True
@@ -291,8 +316,10 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
             if raw is _PING:
                 yield emit([{"type": "ping"}])
                 continue
+            chunk_at = record.elapsed_ms()
+            record.timings.setdefault("upstream_first_byte", chunk_at)
             if full:
-                upstream_log.append([record.elapsed_ms(), raw.decode("utf-8", "replace")])
+                upstream_log.append([chunk_at, raw.decode("utf-8", "replace")])
             out = []
             for sse in decoder.feed(raw):
                 if sse.data == "[DONE]":
@@ -306,6 +333,7 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
                         500, f"backend {route.backend.name} sent a stream chunk that is not JSON",
                         source="backend"))))
                     break
+                usage_merge(record.upstream_usage, chunk)
                 out.append(emit(translator.feed(chunk)))
                 if ended:
                     break
@@ -336,7 +364,7 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
         record.stop_reason = message.get("stop_reason") or ""
         record.usage = message.get("usage") or {}
         record.upstream_response = {"status": resp.status_code, "chunks": upstream_log}
-        record.client_response = {"events": client_log, "message": message} if full else {}
+        record.client_response = {"events": client_log, "message": message} if keep_events else {}
         record.mark("finished")
         recorder.submit(record)
 

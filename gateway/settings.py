@@ -161,6 +161,22 @@ if INSPECTOR_CAPTURE not in ("full", "metadata", "off"):
     raise ImproperlyConfigured("DRAGOMAN_INSPECTOR_CAPTURE must be full, metadata or off")
 INSPECTOR_FLUSH_SECONDS = envfloat("DRAGOMAN_INSPECTOR_FLUSH_SECONDS", 0.5)
 INSPECTOR_BATCH_SIZE = envint("DRAGOMAN_INSPECTOR_BATCH_SIZE", 200)
+# Records waiting for the writer; beyond this (database down or slow) new ones are dropped and counted.
+INSPECTOR_QUEUE_MAX = envint("DRAGOMAN_INSPECTOR_QUEUE_MAX", 10_000)
+# Caps per exchange, applied by the writer with an explicit {"_truncated": true, ...} marker.
+INSPECTOR_MAX_BODY_BYTES = envint("DRAGOMAN_INSPECTOR_MAX_BODY_BYTES", 1024 * 1024)
+INSPECTOR_MAX_EVENTS = envint("DRAGOMAN_INSPECTOR_MAX_EVENTS", 5000)
+# Retention: exchanges older than DAYS, or beyond the newest MAX_COUNT, are deleted by
+# `manage.py pruneexchanges` and by the writer thread every PRUNE_SECONDS (0: never; 0 days/count: no limit).
+INSPECTOR_RETENTION_DAYS = envfloat("DRAGOMAN_INSPECTOR_RETENTION_DAYS", 30.0)
+INSPECTOR_RETENTION_MAX_COUNT = envint("DRAGOMAN_INSPECTOR_RETENTION_MAX_COUNT", 1_000_000)
+INSPECTOR_PRUNE_SECONDS = envfloat("DRAGOMAN_INSPECTOR_PRUNE_SECONDS", 600.0)
+for _name in ("INSPECTOR_QUEUE_MAX", "INSPECTOR_MAX_BODY_BYTES", "INSPECTOR_MAX_EVENTS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"DRAGOMAN_{_name} must be at least 1")
+for _name in ("INSPECTOR_RETENTION_DAYS", "INSPECTOR_RETENTION_MAX_COUNT", "INSPECTOR_PRUNE_SECONDS"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"DRAGOMAN_{_name} must not be negative")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True

@@ -37,6 +37,7 @@ class BackendInfo:
     connect_timeout: float
     read_timeout: float
     updated: float  # identifies this version of the backend (for its HTTP client pool)
+    capture: str = ""  # inspector capture level; "" = the global DRAGOMAN_INSPECTOR_CAPTURE
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ def snapshot_build() -> Snapshot:
         backends[b.pk] = BackendInfo(
             id=b.pk, name=b.name, kind=b.kind, base_url=b.base_url.rstrip("/"), api_key=b.api_key,
             preset=b.preset, capabilities=caps, connect_timeout=b.connect_timeout,
-            read_timeout=b.read_timeout, updated=b.updated_at.timestamp(),
+            read_timeout=b.read_timeout, updated=b.updated_at.timestamp(), capture=b.capture,
         )
     routes = []
     for r in Route.objects.filter(enabled=True).order_by("order", "id"):

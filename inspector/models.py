@@ -13,6 +13,7 @@ class Exchange(models.Model):
     key_name = models.CharField(max_length=100, blank=True)
     client_model = models.CharField(max_length=200, blank=True, db_index=True)
     backend_name = models.CharField(max_length=100, blank=True, db_index=True)
+    route = models.CharField(max_length=200, blank=True, help_text="The route pattern that matched the model.")
     upstream_model = models.CharField(max_length=200, blank=True)
     preset = models.CharField(max_length=32, blank=True)
     stream = models.BooleanField(default=False)
@@ -24,10 +25,17 @@ class Exchange(models.Model):
     input_tokens = models.IntegerField(null=True, blank=True)
     output_tokens = models.IntegerField(null=True, blank=True)
     rewrite_count = models.IntegerField(default=0)
+    capture = models.CharField(max_length=10, default="full", help_text="Capture level: full or metadata.")
+    # The stream validator's verdict on the events the client received (null: not a stream).
+    valid = models.BooleanField(null=True, blank=True)
+    validation_error = models.TextField(blank=True)
     # Milliseconds from the moment the request was received.
     upstream_first_byte_ms = models.FloatField(null=True, blank=True)
     first_event_ms = models.FloatField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
+    # Time to the first token the client received, and the part of it the gateway added.
+    ttft_ms = models.FloatField(null=True, blank=True)
+    overhead_ms = models.FloatField(null=True, blank=True)
     # Bodies and event logs (empty at capture level "metadata").
     client_request = models.JSONField(default=dict, blank=True)
     upstream_request = models.JSONField(default=dict, blank=True)
@@ -36,6 +44,7 @@ class Exchange(models.Model):
     client_response = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     usage = models.JSONField(default=dict, blank=True)
+    upstream_usage = models.JSONField(default=dict, blank=True, help_text="Usage as the backend reported it.")
 
     class Meta:
         ordering = ["-created_at"]

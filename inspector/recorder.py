@@ -1,10 +1,17 @@
 """Record exchanges without slowing requests: the request path appends to memory; a writer
-thread persists batches. If the store fails, requests still succeed and the loss is counted."""
+thread persists batches. If the store fails, requests still succeed and the loss is counted.
+
+The request path only appends (raw bodies as bytes, events and chunks as they pass); everything
+costly happens in the writer thread: decoding bodies, the stream validator's verdict, caps with
+their truncation markers, summary columns, and retention (``inspector.retention``).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,7 +22,12 @@ import orjson
 from django.conf import settings
 from django.db import close_old_connections
 
+from translation.jsonbytes import json_bytes
+from translation.validate import stream_validate
+
 log = logging.getLogger(__name__)
+
+CAPTURE_LEVELS = ("full", "metadata", "off")
 
 # Header names that carry credentials: the usual ones, and any operator-added header (backend
 # capability extra_headers) whose name says it is a key, token, secret or credential.
@@ -35,6 +47,20 @@ def headers_mask(headers: Any) -> dict[str, str]:
     return {k: (secret_mask(v) if _is_secret_header(k) else v) for k, v in headers.items()}
 
 
+def usage_merge(usage: dict[str, Any], chunk: Any) -> None:
+    """Fold the usage a backend reports in one stream chunk into ``usage``: top-level ``usage``
+    (Chat Completions' final chunk, Anthropic ``message_delta``) or nested in ``message``
+    (Anthropic ``message_start``) or ``response`` (Responses ``response.completed``)."""
+    if not isinstance(chunk, dict):
+        return
+    found = chunk.get("usage")
+    if found is None:
+        nested = chunk.get("message") or chunk.get("response")
+        found = nested.get("usage") if isinstance(nested, dict) else None
+    if isinstance(found, dict):
+        usage.update(found)
+
+
 @dataclass
 class ExchangeRecord:
     """Everything known about one request; filled in along the way, persisted once at the end."""
@@ -48,6 +74,7 @@ class ExchangeRecord:
     key_name: str = ""
     client_model: str = ""
     backend_name: str = ""
+    route: str = ""
     upstream_model: str = ""
     preset: str = ""
     stream: bool = False
@@ -57,11 +84,16 @@ class ExchangeRecord:
     error_message: str = ""
     disconnected: bool = False
     usage: dict[str, Any] = field(default_factory=dict)
+    upstream_usage: dict[str, Any] = field(default_factory=dict)
     client_request: dict[str, Any] = field(default_factory=dict)
     upstream_request: dict[str, Any] = field(default_factory=dict)
     notes: list[dict[str, str]] = field(default_factory=list)
     upstream_response: dict[str, Any] = field(default_factory=dict)
     client_response: dict[str, Any] = field(default_factory=dict)
+    # ms since received: upstream_connected (request about to go out on a connection),
+    # upstream_headers, upstream_first_byte (streams: first body chunk), upstream_done
+    # (non-streaming), first_event, first_token (first event after message_start and pings),
+    # first_token_chunk (arrival of the upstream chunk that produced it), finished.
     timings: dict[str, float] = field(default_factory=dict)
 
     def mark(self, name: str) -> None:
@@ -72,63 +104,173 @@ class ExchangeRecord:
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
 
+    def ttft_ms(self) -> float | None:
+        """When the client got its first token: the first content event of a stream, or the
+        whole message otherwise."""
+        if self.status != 200:
+            return None
+        return self.timings.get("first_token" if self.stream else "finished")
+
+    def overhead_ms(self) -> float | None:
+        """Time the gateway added before the client's first token: before the upstream request
+        went out, plus (streams) the wait between the upstream chunk that produced the first token
+        and its event, or (non-streaming) between the upstream body and the reply. Without an
+        upstream call all of it is the gateway's."""
+        t = self.timings
+        if "upstream_connected" not in t:
+            return t.get("finished")
+        before = t["upstream_connected"]
+        if self.stream:
+            if "first_token" in t and "first_token_chunk" in t:
+                return round(before + max(0.0, t["first_token"] - t["first_token_chunk"]), 3)
+            return before
+        if "upstream_done" in t and "finished" in t:
+            return round(before + t["finished"] - t["upstream_done"], 3)
+        return before
+
     def as_model_kwargs(self) -> dict[str, Any]:
+        """The Exchange row; runs in the writer thread (decoding, validation and caps are here)."""
         full = self.capture == "full"
+        valid, validation_error = self._verdict()
+        max_body, max_events = settings.INSPECTOR_MAX_BODY_BYTES, settings.INSPECTOR_MAX_EVENTS
         return {
             "id": self.id, "created_at": self.created_at, "endpoint": self.endpoint,
-            "key_name": self.key_name, "client_model": self.client_model[:200],
-            "backend_name": self.backend_name, "upstream_model": self.upstream_model[:200],
+            "key_name": self.key_name[:100], "client_model": self.client_model[:200],
+            "backend_name": self.backend_name[:100], "route": self.route[:200],
+            "upstream_model": self.upstream_model[:200],
             "preset": self.preset, "stream": self.stream, "status": self.status,
-            "stop_reason": self.stop_reason or "", "error_type": self.error_type,
+            "stop_reason": (self.stop_reason or "")[:40], "error_type": self.error_type[:40],
             "error_message": self.error_message, "disconnected": self.disconnected,
             "input_tokens": self.usage.get("input_tokens"), "output_tokens": self.usage.get("output_tokens"),
-            "rewrite_count": len(self.notes),
+            "rewrite_count": len(self.notes), "capture": self.capture,
+            "valid": valid, "validation_error": validation_error,
             "upstream_first_byte_ms": self.timings.get("upstream_first_byte"),
             "first_event_ms": self.timings.get("first_event"),
             "duration_ms": self.timings.get("finished"),
-            "client_request": _decode_bodies(self.client_request) if full else {},
-            "upstream_request": self.upstream_request if full else {},
+            "ttft_ms": self.ttft_ms(), "overhead_ms": self.overhead_ms(),
+            "client_request": _part_capped(self.client_request, max_body, max_events) if full
+            else _part_meta(self.client_request),
+            "upstream_request": _part_capped(self.upstream_request, max_body, max_events) if full
+            else _part_meta(self.upstream_request),
             "notes": self.notes,
-            "upstream_response": _decode_bodies(self.upstream_response) if full else {},
-            "client_response": self.client_response if full else {},
-            "timings": self.timings, "usage": self.usage,
+            "upstream_response": _part_capped(self.upstream_response, max_body, max_events) if full
+            else _part_meta(self.upstream_response),
+            "client_response": _part_capped(self.client_response, max_body, max_events) if full else {},
+            "timings": self.timings, "usage": self.usage, "upstream_usage": self.upstream_usage,
         }
 
+    def _verdict(self) -> tuple[bool | None, str]:
+        """The stream validator on every event the client received (before any cap)."""
+        events = self.client_response.get("events")
+        if not self.stream or events is None:
+            return None, ""
+        violation = stream_validate(e[2] for e in events)
+        return violation is None, violation or ""
 
-def _decode_bodies(part: dict[str, Any]) -> dict[str, Any]:
-    """Raw bodies are kept as bytes on the request path and decoded here, in the writer thread."""
-    raw = part.get("body_raw")
-    if not isinstance(raw, bytes):
-        return part
-    out = {k: v for k, v in part.items() if k != "body_raw"}
+
+# Integers beyond 64 bits: orjson would read them as floats, so such bodies take the exact path.
+_LONG_INTEGER = re.compile(rb"\d{19}")
+
+
+def _json_decode(raw: bytes) -> Any:
+    if _LONG_INTEGER.search(raw):
+        return json.loads(raw)
+    return orjson.loads(raw)
+
+
+def truncation_marker(*, kept: int, total: int) -> dict[str, Any]:
+    return {"_truncated": True, "kept": kept, "total": total}
+
+
+def _body_capped(raw: bytes, limit: int) -> dict[str, Any]:
+    """``{"body": …}`` (or ``body_text`` when not JSON); over ``limit`` bytes, ``body`` is a
+    truncation marker holding the first ``limit`` bytes as ``head``."""
+    if len(raw) > limit:
+        return {"body": {**truncation_marker(kept=limit, total=len(raw)),
+                         "head": raw[:limit].decode("utf-8", "ignore")}}
     try:
-        out["body"] = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        out["body_text"] = raw.decode("utf-8", "replace")
+        return {"body": _json_decode(raw)}
+    except (orjson.JSONDecodeError, ValueError):
+        return {"body_text": raw.decode("utf-8", "replace")}
+
+
+def _log_capped(entries: list[Any], limit: int) -> tuple[list[Any], dict[str, Any] | None]:
+    """At most ``limit`` entries: the first ones and the last few (how a stream ended matters)."""
+    if len(entries) <= limit:
+        return entries, None
+    tail = min(20, limit // 2)
+    head = limit - tail
+    marker = {**truncation_marker(kept=limit, total=len(entries)), "omitted_after": head}
+    return entries[:head] + (entries[-tail:] if tail else []), marker
+
+
+def _part_capped(part: dict[str, Any], max_body: int, max_events: int) -> dict[str, Any]:
+    """A request/response part as stored at capture level full. Raw bodies are kept as bytes on
+    the request path and decoded here; parsed bodies are measured as the JSON they become."""
+    out: dict[str, Any] = {}
+    for key, value in part.items():
+        if key == "body_raw" and isinstance(value, bytes):
+            out.update(_body_capped(value, max_body))
+        elif key in ("body", "message") and value is not None:
+            raw = json_bytes(value)
+            if len(raw) > max_body:
+                out[key] = {**truncation_marker(kept=max_body, total=len(raw)),
+                            "head": raw[:max_body].decode("utf-8", "ignore")}
+            else:
+                out[key] = value
+        elif key in ("events", "chunks") and isinstance(value, list):
+            out[key], marker = _log_capped(value, max_events)
+            if marker is not None:
+                out[f"{key}_truncated"] = marker
+        else:
+            out[key] = value
     return out
 
 
+def _part_meta(part: dict[str, Any]) -> dict[str, Any]:
+    """Capture level metadata: everything but bodies and logs (URL, status, masked headers)."""
+    return {k: v for k, v in part.items() if k not in ("body_raw", "body", "message", "events", "chunks")}
+
+
 class Recorder:
-    """A queue drained by one daemon thread that writes batches with ``bulk_create``."""
+    """A queue drained by one daemon thread that writes batches with ``bulk_create``.
+
+    Counters (read them with ``stats()``): ``submitted`` records queued, ``persisted`` and
+    ``lost`` (the store failed) by the writer, ``dropped`` (queue full: the store is down or too
+    slow) by the request path, ``skipped`` at capture level off — which is not a loss.
+    """
 
     def __init__(self) -> None:
         self._queue: queue.Queue[ExchangeRecord] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.started_at = datetime.now(UTC)
         self.submitted = 0
         self.persisted = 0
         self.lost = 0
+        self.dropped = 0
+        self.skipped = 0
+        self.pruned = 0
         self.last_error = ""
+        self.last_error_at: datetime | None = None
+        self._next_prune: float | None = None
 
     def submit(self, record: ExchangeRecord) -> None:
         if record.capture == "off":
+            self.skipped += 1
+            return
+        if self._queue.qsize() >= settings.INSPECTOR_QUEUE_MAX:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("inspector: writer queue full (%d), %d exchanges dropped so far",
+                          settings.INSPECTOR_QUEUE_MAX, self.dropped)
             return
         self.submitted += 1
         self._queue.put_nowait(record)
         if self._thread is None:
-            self._start()
+            self.start()
 
-    def _start(self) -> None:
+    def start(self) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="inspector-writer", daemon=True)
@@ -137,9 +279,17 @@ class Recorder:
     def _run(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                continue
+                self._step()
+            except Exception:  # the writer must outlive any bug in one step
+                log.exception("inspector: writer step failed")
+                time.sleep(1.0)
+
+    def _step(self) -> None:
+        try:
+            first: ExchangeRecord | None = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            first = None
+        if first is not None:
             time.sleep(settings.INSPECTOR_FLUSH_SECONDS)  # let a batch gather
             batch = [first]
             while len(batch) < settings.INSPECTOR_BATCH_SIZE:
@@ -148,22 +298,57 @@ class Recorder:
                 except queue.Empty:
                     break
             self._write(batch)
+        self._prune_if_due()
 
     def _write(self, batch: list[ExchangeRecord]) -> None:
         from gateway.services import apikeys_touch
         from inspector.models import Exchange
 
+        rows = []
+        for record in batch:
+            try:
+                rows.append(Exchange(**record.as_model_kwargs()))
+            except Exception as exc:
+                self._failed(1, exc)
+        if not rows:
+            return
         try:
             close_old_connections()
-            Exchange.objects.bulk_create([Exchange(**r.as_model_kwargs()) for r in batch],
-                                         ignore_conflicts=True)
-            apikeys_touch(key_ids={r.key_id for r in batch if r.key_id is not None})
-            self.persisted += len(batch)
+            Exchange.objects.bulk_create(rows, ignore_conflicts=True)
+            self.persisted += len(rows)
         except Exception as exc:
-            self.lost += len(batch)
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("inspector: could not store %d exchanges (%d lost so far): %s",
-                      len(batch), self.lost, self.last_error)
+            self._failed(len(rows), exc)
+            return
+        try:
+            apikeys_touch(key_ids={r.key_id for r in batch if r.key_id is not None})
+        except Exception:
+            log.warning("inspector: could not update API keys' last use", exc_info=True)
+
+    def _failed(self, count: int, exc: Exception) -> None:
+        self.lost += count
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.last_error_at = datetime.now(UTC)
+        log.error("inspector: could not store %d exchanges (%d lost so far): %s",
+                  count, self.lost + self.dropped, self.last_error)
+
+    def _prune_if_due(self) -> None:
+        interval = settings.INSPECTOR_PRUNE_SECONDS
+        if interval <= 0:
+            self._next_prune = None
+            return
+        now = time.monotonic()
+        if self._next_prune is None or self._next_prune > now + interval:
+            self._next_prune = now + interval
+        if now < self._next_prune:
+            return
+        self._next_prune = now + interval
+        from inspector.retention import exchanges_prune
+
+        try:
+            close_old_connections()
+            self.pruned += exchanges_prune()
+        except Exception:
+            log.exception("inspector: pruning old exchanges failed")
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written (tests and shutdown)."""
@@ -174,5 +359,19 @@ class Recorder:
             time.sleep(0.01)
         return False
 
+    def stats(self) -> dict[str, Any]:
+        """Counters since this process started; ``lost`` = store failures + queue overflow."""
+        return {
+            "started_at": self.started_at, "submitted": self.submitted, "persisted": self.persisted,
+            "lost": self.lost + self.dropped, "store_failed": self.lost, "dropped": self.dropped,
+            "skipped": self.skipped, "queued": self._queue.qsize(), "pruned": self.pruned,
+            "last_error": self.last_error, "last_error_at": self.last_error_at,
+        }
+
 
 recorder = Recorder()
+
+
+def recorder_stats() -> dict[str, Any]:
+    """The inspector's counters for this process (shown at the top of the Exchange list)."""
+    return recorder.stats()
