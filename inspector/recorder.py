@@ -254,6 +254,7 @@ class Recorder:
         self.last_error = ""
         self.last_error_at: datetime | None = None
         self._next_prune: float | None = None
+        self._prune_interval = 0.0
 
     def submit(self, record: ExchangeRecord) -> None:
         if record.capture == "off":
@@ -337,8 +338,8 @@ class Recorder:
             self._next_prune = None
             return
         now = time.monotonic()
-        if self._next_prune is None or self._next_prune > now + interval:
-            self._next_prune = now + interval
+        if self._next_prune is None or interval != self._prune_interval:  # first pass, or the setting changed
+            self._next_prune, self._prune_interval = now + interval, interval
         if now < self._next_prune:
             return
         self._next_prune = now + interval
