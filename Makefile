@@ -9,7 +9,7 @@ CLAUDE_CODE_VERSION ?= 2.1.329
 CLAUDE_CODE_DIR := .cache/claude-code
 CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
-.PHONY: install run test lint typecheck pytest clean claude-code test-cli
+.PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,19 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy gateway translation inspector
 
-pytest: install
+pytest: install chromium
 	$(VENV)/bin/pytest -m "not cli"
+
+# The browser tests (tests/browser) drive Debian's chromium through Playwright; no browser is
+# downloaded. Installed here when missing and running as root; otherwise those tests skip with
+# a message (and fail under CI=true).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing and cannot be installed here: the browser tests will be skipped" >&2; fi; \
+	fi
 
 test: lint typecheck pytest
 

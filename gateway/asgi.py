@@ -11,9 +11,22 @@ from django.core.asgi import get_asgi_application
 
 django_application = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
 from gateway.startup import startup  # noqa: E402
+from inspector.consumers import LiveTailConsumer  # noqa: E402
 
 startup()
 
 # The admin's CSS and JS are served by the gateway itself: one process, nothing else to deploy.
-application = ASGIStaticFilesHandler(django_application)
+# WebSockets carry the inspector's live tail only: the admin session authenticates them, and the
+# Origin check keeps other sites from opening one with a staff member's cookies.
+application = ProtocolTypeRouter({
+    "http": ASGIStaticFilesHandler(django_application),
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+        path("admin/inspector/exchange/live/ws", LiveTailConsumer.as_asgi()),
+    ]))),
+})

@@ -21,6 +21,7 @@ from gateway.ids import id_new
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from gateway.tokencount import tokens_count
 from gateway.upstream import client_for, transport_error, upstream_error
+from inspector.live import live_publish
 from inspector.recorder import ExchangeRecord, headers_mask, recorder, usage_merge
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
@@ -105,6 +106,7 @@ async def _admit(request: HttpRequest, record: ExchangeRecord,
     record.upstream_model = route.upstream_model or req.model
     record.preset = route.backend.preset
     record.capture = route.backend.capture or settings.INSPECTOR_CAPTURE
+    live_publish(record, state="in-flight", stream=bool(getattr(req, "stream", False)))  # live tail
     return req, route
 
 

@@ -1,12 +1,32 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
+from gateway.snapshot import snapshot_build
+from inspector import views
 from inspector.models import Exchange
+from inspector.recorder import recorder
+from translation.errors import ApiError
+
+_FIELDS = {f.name for f in Exchange._meta.concrete_fields}
+# Columns the recording side may add; the list uses them when they exist.
+_OPTIONAL = [name for name in ("ttft_ms", "overhead_ms", "route", "valid") if name in _FIELDS]
+_LIST_FIELDS = ["id", "created_at", "key_name", "client_model", "backend_name", "upstream_model", "stream",
+                "status", "stop_reason", "error_type", "disconnected", "input_tokens", "output_tokens",
+                "rewrite_count", "upstream_first_byte_ms", "first_event_ms", "duration_ms", "timings", *_OPTIONAL]
 
 
 class FixedCountPaginator(Paginator):
@@ -17,23 +37,113 @@ class FixedCountPaginator(Paginator):
         return 10**9
 
 
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status_class"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("2xx", "2xx success"), ("4xx", "4xx client error"), ("499", "499 client left"),
+                ("5xx", "5xx gateway/backend error")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Exchange]) -> QuerySet[Exchange]:
+        value = self.value()
+        if value == "499":
+            return queryset.filter(status=499)
+        if value in ("2xx", "4xx", "5xx"):
+            low = int(value[0]) * 100
+            qs = queryset.filter(status__gte=low, status__lt=low + 100)
+            return qs.exclude(status=499) if value == "4xx" else qs
+        return queryset
+
+
+class ErrorFilter(admin.SimpleListFilter):
+    title = "error"
+    parameter_name = "has_error"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "with an error"), ("no", "without")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Exchange]) -> QuerySet[Exchange]:
+        if self.value() == "yes":
+            return queryset.exclude(error_type="")
+        if self.value() == "no":
+            return queryset.filter(error_type="")
+        return queryset
+
+
+class RewritesFilter(admin.SimpleListFilter):
+    title = "rewrites"
+    parameter_name = "has_rewrites"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "rewritten"), ("no", "passed as is")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Exchange]) -> QuerySet[Exchange]:
+        if self.value() == "yes":
+            return queryset.filter(rewrite_count__gt=0)
+        if self.value() == "no":
+            return queryset.filter(rewrite_count=0)
+        return queryset
+
+
+class DateFilter(admin.SimpleListFilter):
+    """Range filters only: a date hierarchy would aggregate over the whole table."""
+
+    title = "date"
+    parameter_name = "since"
+    _SPANS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1),
+              "7d": timedelta(days=7)}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("15m", "last 15 minutes"), ("1h", "last hour"), ("24h", "last 24 hours"), ("7d", "last 7 days")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Exchange]) -> QuerySet[Exchange]:
+        span = self._SPANS.get(self.value() or "")
+        return queryset.filter(created_at__gte=timezone.now() - span) if span else queryset
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def exchange_ttft(obj: Exchange) -> float | None:
+    value = getattr(obj, "ttft_ms", None)
+    return value if value is not None else obj.first_event_ms
+
+
+def exchange_overhead(obj: Exchange) -> float | None:
+    """Time the gateway added: before the upstream request left, and between the backend's
+    answer and what the client got (first event for streams, the end otherwise)."""
+    value = getattr(obj, "overhead_ms", None)
+    if value is not None:
+        return float(value)
+    t = obj.timings or {}
+    sent = t.get("upstream_sent", t.get("upstream_connected"))
+    first_byte = obj.upstream_first_byte_ms
+    if first_byte is None:
+        return None
+    after = (obj.first_event_ms if obj.stream else obj.duration_ms)
+    total = (after - first_byte) if after is not None else 0.0
+    return round(total + (sent or 0.0), 3)
+
+
 @admin.register(Exchange)
 class ExchangeAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "key_name", "client_model", "backend_name", "upstream_model", "stream",
-                    "status", "stop_reason", "input_tokens", "output_tokens", "rewrite_count", "first_event_ms",
-                    "duration_ms")
-    list_filter = ("status", "stream", "backend_name", "endpoint", "disconnected")
-    search_fields = ("=id",)
+    list_display = ["time", "key_name", "models", "stream", "status_code", "stop_reason", "tokens", "overhead",
+                    "ttft", "rewrites", *(["verdict"] if "valid" in _FIELDS else [])]
+    list_display_links = ["time"]
+    list_filter = ["backend_name", "client_model", StatusFilter, ErrorFilter, RewritesFilter, DateFilter, "stream"]
+    search_fields = ["=id"]
+    search_help_text = "Request id (the request-id header a client saw)"
     paginator = FixedCountPaginator
     show_full_result_count = False
-    date_hierarchy = None
-    readonly_fields = [f.name for f in Exchange._meta.fields]
+    list_per_page = 50
+    change_list_template = "admin/inspector/exchange/change_list.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Exchange]:
         qs = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name == "inspector_exchange_changelist":
-            qs = qs.defer("client_request", "upstream_request", "upstream_response", "client_response", "notes",
-                          "timings", "usage")
+            qs = qs.only(*_LIST_FIELDS)
         return qs
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -41,3 +151,132 @@ class ExchangeAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Exchange | None = None) -> bool:
         return False
+
+    # -- list columns ---------------------------------------------------------------------
+
+    @admin.display(description="time", ordering="created_at")
+    def time(self, obj: Exchange) -> str:
+        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="client model → backend / upstream model")
+    def models(self, obj: Exchange) -> str:
+        return format_html("{} → {} / {}", obj.client_model or "—", obj.backend_name or "—",
+                           obj.upstream_model or "—")
+
+    @admin.display(description="status", ordering="status")
+    def status_code(self, obj: Exchange) -> str:
+        css = "ok" if 200 <= obj.status < 300 else "bad"
+        label = f"{obj.status}" + (f" {obj.error_type}" if obj.error_type else "")
+        label += " (client left)" if obj.disconnected else ""
+        return format_html('<span class="status-{}">{}</span>', css, label)
+
+    @admin.display(description="tokens in / out")
+    def tokens(self, obj: Exchange) -> str:
+        if obj.input_tokens is None and obj.output_tokens is None:
+            return "—"
+        return f"{obj.input_tokens if obj.input_tokens is not None else '—'} / " \
+               f"{obj.output_tokens if obj.output_tokens is not None else '—'}"
+
+    @admin.display(description="gateway overhead")
+    def overhead(self, obj: Exchange) -> str:
+        return _ms(exchange_overhead(obj))
+
+    @admin.display(description="TTFT")
+    def ttft(self, obj: Exchange) -> str:
+        return _ms(exchange_ttft(obj))
+
+    @admin.display(description="rewrites", ordering="rewrite_count")
+    def rewrites(self, obj: Exchange) -> int:
+        return obj.rewrite_count
+
+    @admin.display(description="valid", boolean=True)
+    def verdict(self, obj: Exchange) -> bool | None:
+        return getattr(obj, "valid", None)
+
+    # -- list page ----------------------------------------------------------------------
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        stats_fn = getattr(recorder, "stats", None)
+        if callable(stats_fn):
+            stats = dict(stats_fn())
+        else:
+            stats = {"submitted": recorder.submitted, "persisted": recorder.persisted, "lost": recorder.lost,
+                     "last_error": recorder.last_error}
+        context = {**(extra_context or {}), "recorder_stats": sorted(stats.items()),
+                   "recorder_lost": any(v for k, v in stats.items() if "lost" in k or "dropped" in k)}
+        return super().changelist_view(request, extra_context=context)
+
+    # -- exchange page and its actions --------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path("live/", self.admin_site.admin_view(self.live_view), name="inspector_exchange_live"),
+            path("<path:object_id>/json/", self.admin_site.admin_view(self.json_view),
+                 name="inspector_exchange_json"),
+            path("<path:object_id>/fixture/", self.admin_site.admin_view(self.fixture_view),
+                 name="inspector_exchange_fixture"),
+            path("<path:object_id>/replay/", self.admin_site.admin_view(self.replay_view),
+                 name="inspector_exchange_replay"),
+        ]
+        return own + super().get_urls()
+
+    def _exchange(self, request: HttpRequest, object_id: str) -> Exchange:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        exchange = self.get_object(request, unquote(object_id))
+        if exchange is None:
+            raise Http404(f"No exchange {object_id}")
+        return exchange
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        exchange = self._exchange(request, object_id)
+        page = views.exchange_page_context(exchange)
+        compare_id = request.GET.get("compare", "") or page["replay_of"]
+        compare = Exchange.objects.filter(pk=compare_id).first() if compare_id else None
+        context = {
+            **self.admin_site.each_context(request), **page,
+            "opts": self.opts, "title": f"Exchange {exchange.id}", "compare": compare,
+            "compare_message": views.exchange_page_context(compare)["message_json"] if compare else "",
+            "replay_targets": views.replay_targets(snapshot_build()),
+        }
+        return TemplateResponse(request, "admin/inspector/exchange/exchange.html", context)
+
+    def json_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        exchange = self._exchange(request, object_id)
+        response = HttpResponse(views.json_pretty(views.exchange_export(exchange)), content_type="application/json")
+        response["content-disposition"] = f'attachment; filename="{exchange.id}.json"'
+        return response
+
+    def fixture_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        exchange = self._exchange(request, object_id)
+        response = HttpResponse(views.json_pretty(views.exchange_fixture(exchange)), content_type="application/json")
+        response["content-disposition"] = f'attachment; filename="fixture-{exchange.id}.json"'
+        return response
+
+    def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        """POST only (the admin's CSRF check applies): replays need staff, never an API key."""
+        exchange = self._exchange(request, object_id)
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:inspector_exchange_change", args=[quote(exchange.pk)]))
+        user = getattr(request, "user", None)
+        if user is None or not user.is_staff:
+            raise PermissionDenied
+        try:
+            new_id = views.exchange_replay(exchange, target=request.POST.get("target", ""), user=user.get_username())
+        except ApiError as exc:
+            messages.error(request, f"Replay failed: {exc.message}")
+            return HttpResponseRedirect(reverse("admin:inspector_exchange_change", args=[quote(exchange.pk)]))
+        url = reverse("admin:inspector_exchange_change", args=[quote(new_id)])
+        return HttpResponseRedirect(f"{url}?compare={exchange.pk}")
+
+    def live_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        recent = Exchange.objects.only(*_LIST_FIELDS).order_by("-created_at")[:20]
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Live tail",
+                   "recent": [{"id": e.id, "time": self.time(e), "client_model": e.client_model,
+                               "backend_name": e.backend_name, "stream": e.stream, "status": e.status,
+                               "stop_reason": e.stop_reason} for e in recent]}
+        return TemplateResponse(request, "admin/inspector/exchange/live.html", context)
+

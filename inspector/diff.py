@@ -99,13 +99,20 @@ def _is_prefix(prefix: list[str], path: list[str]) -> bool:
     return bool(prefix) and path[: len(prefix)] == prefix
 
 
+def _detail_names(detail: str, key: str) -> bool:
+    """Whether a note's prose names ``key`` as a field: ``add_generation_prompt`` or ``stream: true``,
+    not the word "model" in "so the model continues it"."""
+    pattern = rf"\b{re.escape(key)}\b" + ("" if "_" in key else r"\s*[:=]")
+    return re.search(pattern, detail) is not None
+
+
 def note_for(change: Change, notes: list[dict[str, str]]) -> dict[str, str] | None:
     """The rewrite note that explains ``change``, best match first:
 
     1. a note path (comma-joined lists allowed) equal to the change's path or a parent of it;
     2. a note whose rule names the changed key (``prefill.continue_final_message`` for an
        added ``continue_final_message``);
-    3. a note whose detail names the changed key as a word (``add_generation_prompt``);
+    3. a note whose detail names the changed key as a field (``add_generation_prompt``);
     4. a note on a child of the changed path (a message whose block was dropped).
     """
     paths = [path_segments(p) for p in (change.old_path, change.new_path) if p]
@@ -119,7 +126,7 @@ def note_for(change: Change, notes: list[dict[str, str]]) -> dict[str, str] | No
             rank = -max(len(np) for np in note_paths)
         elif leaf and str(note.get("rule", "")).rsplit(".", 1)[-1] == leaf:
             rank = 100
-        elif leaf and re.search(rf"\b{re.escape(leaf)}\b", str(note.get("detail", ""))):
+        elif leaf and _detail_names(str(note.get("detail", "")), leaf):
             rank = 200
         elif any(_is_prefix(p, np) for np in note_paths for p in paths):
             rank = 300

@@ -22,6 +22,7 @@ import orjson
 from django.conf import settings
 from django.db import close_old_connections
 
+from inspector.live import live_publish
 from translation.jsonbytes import json_bytes
 from translation.validate import stream_validate
 
@@ -260,6 +261,7 @@ class Recorder:
         if record.capture == "off":
             self.skipped += 1
             return
+        live_publish(record, state="done")  # live tail (inspector.live): a fire-and-forget task
         if self._queue.qsize() >= settings.INSPECTOR_QUEUE_MAX:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:

@@ -55,11 +55,12 @@ def test_path_segments_split_keys_and_indices() -> None:
 
 def test_continue_final_message_is_labelled_by_the_prefill_rule() -> None:
     old = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure"}]}
-    new = {**old, "continue_final_message": True, "add_generation_prompt": False}
-    changes = notes_attach(json_diff(old, new), [PREFILL_NOTE])
+    new = {**old, "continue_final_message": True, "add_generation_prompt": False, "model": "b"}
+    changes = notes_attach(json_diff({**old, "model": "a"}, new), [PREFILL_NOTE])
     labels = {c.path: c.note and c.note["rule"] for c in changes}
+    # "model" appears in the note's prose ("so the model continues it") but not as a field.
     assert labels == {"continue_final_message": "prefill.continue_final_message",
-                      "add_generation_prompt": "prefill.continue_final_message"}
+                      "add_generation_prompt": "prefill.continue_final_message", "model": None}
 
 
 def test_a_note_on_a_parent_path_labels_its_children_and_the_most_specific_wins() -> None:

@@ -1,0 +1,64 @@
+"""The inspector in a real headless Chromium: what an operator sees, and the README's screenshots."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from tests.browser.conftest import SCREENSHOTS, exchange_stored, messages_post
+from tests.e2e.conftest import Gateway
+
+PREFILL = {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": [
+    {"role": "user", "content": "Count from one to five."}, {"role": "assistant", "content": "One, two,"}]}
+
+
+def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=False)
+
+
+def test_a_vllm_prefill_shows_continue_final_message_added_by_the_prefill_rule(
+        page: Any, admin_gateway: Gateway) -> None:
+    request_id = messages_post(admin_gateway, PREFILL)
+    exchange_stored(admin_gateway, request_id, page)
+    row = page.locator('#request-diff tr[data-path="continue_final_message"]')
+    assert row.locator("td.op").inner_text() == "added"
+    assert "prefill.continue_final_message" in row.inner_text()
+    page.locator("#request-diff").scroll_into_view_if_needed()
+    shot(page, "exchange-diff.png")
+
+
+def test_a_streamed_exchange_shows_upstream_chunks_beside_client_events(page: Any, admin_gateway: Gateway) -> None:
+    request_id = messages_post(admin_gateway, {**PREFILL, "messages": PREFILL["messages"][:1], "stream": True})
+    exchange_stored(admin_gateway, request_id, page)
+    lanes = page.locator("#stream-lanes")
+    assert "chat.completion.chunk" in lanes.locator("td.lane-upstream").first.inner_text() or \
+        lanes.locator("td.lane-upstream").count() > 1
+    assert "content_block_delta" in lanes.inner_text() and "message_stop" in lanes.inner_text()
+    assert "valid" in page.locator("#verdict").inner_text()
+    lanes.scroll_into_view_if_needed()
+    shot(page, "exchange-stream.png")
+
+
+def test_the_list_shows_exchanges_with_their_models(page: Any, admin_gateway: Gateway) -> None:
+    messages_post(admin_gateway, PREFILL)
+    page.goto("/admin/inspector/exchange/")
+    assert "claude-sonnet-4-5 → mock-vllm" in page.locator("#result_list").inner_text()
+    assert page.locator("#recorder-stats").is_visible()
+    shot(page, "exchange-list.png")
+
+
+def test_the_live_tail_receives_a_new_request(page: Any, admin_gateway: Gateway) -> None:
+    page.goto("/admin/inspector/exchange/live/")
+    page.wait_for_function("document.getElementById('live-status').textContent === 'live'")
+    ids: list[str] = []
+    sender = threading.Thread(target=lambda: ids.append(messages_post(
+        admin_gateway, {**PREFILL, "messages": PREFILL["messages"][:1], "stream": True})))
+    sender.start()
+    sender.join(30)
+    assert ids, "the request did not complete"
+    row = page.locator(f'#live-rows tr[data-id="{ids[0]}"]')
+    row.wait_for()
+    page.wait_for_function(f"document.querySelector('#live-rows tr[data-id=\"{ids[0]}\"]').classList.contains('done')")
+    assert "claude-sonnet-4-5 → mock-vllm" in row.inner_text()
+    shot(page, "live-tail.png")
