@@ -9,7 +9,7 @@ CLAUDE_CODE_VERSION ?= 2.1.329
 CLAUDE_CODE_DIR := .cache/claude-code
 CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
-.PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium
+.PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium screenshots
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ chromium:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing and cannot be installed here: the browser tests will be skipped" >&2; fi; \
 	fi
+
+# Refresh docs/screenshots/ (the README's pictures of the inspector) from the browser tests.
+screenshots: install chromium
+	DRAGOMAN_SCREENSHOTS=1 $(VENV)/bin/pytest -m browser tests/browser
 
 test: lint typecheck pytest
 

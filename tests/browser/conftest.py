@@ -46,7 +46,9 @@ def _missing() -> str:
     return ""
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop in the main thread while it is open,
+# and tests collected after these (async tests, asyncio.run) need that thread loop-free.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     missing = _missing()
     if missing:
@@ -75,7 +77,9 @@ def admin_gateway(gateway: Gateway) -> Gateway:  # noqa: F811
 @pytest.fixture
 def page(browser: Any, admin_gateway: Gateway) -> Iterator[Any]:
     """A logged-in admin page."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=admin_gateway.url)
+    context = browser.new_context(viewport={"width": 1600, "height": 900}, base_url=admin_gateway.url)
+    # The admin's navigation sidebar closed: the inspector's tables get the width.
+    context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.goto("/admin/login/")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from tests.browser.conftest import SCREENSHOTS, exchange_stored, messages_post
@@ -13,8 +16,11 @@ PREFILL = {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": [
 
 
 def shot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=False)
+    """The README's screenshots, refreshed by ``make screenshots``; a plain test run writes them
+    to a temporary folder so it leaves the working tree clean."""
+    folder = SCREENSHOTS if os.environ.get("DRAGOMAN_SCREENSHOTS") else Path(tempfile.gettempdir()) / "dragoman-shots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=False)
 
 
 def test_a_vllm_prefill_shows_continue_final_message_added_by_the_prefill_rule(
