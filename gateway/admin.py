@@ -177,7 +177,7 @@ class BackendAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Backend | None = None) -> Any:
         main = ("name", "kind", "base_url", "api_key", "clear_api_key", "preset",
-                ("connect_timeout", "read_timeout"), "enabled")
+                ("connect_timeout", "read_timeout"), "capture", "enabled")
         fieldsets: list[tuple[str | None, dict[str, Any]]] = [(None, {"fields": main})]
         if obj is not None:
             fieldsets.append(("Effective capabilities", {
