@@ -17,3 +17,10 @@ def message_start(*, message_id: str, model: str, input_tokens: int) -> dict[str
         "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
                   "cache_read_input_tokens": 0, "output_tokens": 1},
     }}
+
+
+def message_end(*, stop_reason: str | None, stop_sequence: str | None, usage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The final ``message_delta`` (stop reason and cumulative usage) and ``message_stop``."""
+    return [{"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+             "usage": usage},
+            {"type": "message_stop"}]

@@ -18,7 +18,7 @@ from typing import Any
 
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
-from translation.events import message_start
+from translation.events import message_end, message_start
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import (
@@ -160,10 +160,7 @@ class ChatStreamTranslator:
         if self._usage_raw is None:
             self.notes.append(RewriteNote("usage.missing", "usage",
                                           "The backend reported no usage; input tokens are estimated."))
-        out.append({"type": "message_delta",
-                    "delta": {"stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence},
-                    "usage": self.usage})
-        out.append({"type": "message_stop"})
+        out += message_end(stop_reason=self._stop_reason, stop_sequence=self._stop_sequence, usage=self.usage)
         self._state = "done"
         return out
 
