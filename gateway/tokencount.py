@@ -15,14 +15,13 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
+from gateway.backends import adapter_for
+from gateway.backends.base import UpstreamCall
 from gateway.snapshot import RouteInfo
 from gateway.upstream import client_for, upstream_error
-from translation import anthropic as anthropic_translation
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
-from translation.openai_chat import build_request as chat_build_request
 from translation.openai_chat.tokenize import (
-    apply_template_body,
     llamacpp_tokenize_body,
     tokenize_chat_body,
     tokenize_count,
@@ -66,42 +65,25 @@ async def _post_json(route: RouteInfo, url: str, body: dict[str, object],
     return orjson.loads(resp.content)
 
 
-def _chat_headers(route: RouteInfo) -> dict[str, str]:
-    headers = {"content-type": "application/json", **route.capabilities.extra_headers}
-    if route.backend.api_key:
-        headers["authorization"] = f"Bearer {route.backend.api_key}"
-    return headers
-
-
-async def _chat_tokenize(req: MessagesRequest, route: RouteInfo) -> int | None:
-    body, _ = chat_build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model,
-                                 backend_name=route.backend.name)
+async def _chat_tokenize(call: UpstreamCall, route: RouteInfo) -> int | None:
     url = server_root(route.backend.base_url) + route.capabilities.tokenize_path
-    return tokenize_count(await _post_json(route, url, tokenize_chat_body(body), _chat_headers(route)))
+    return tokenize_count(await _post_json(route, url, tokenize_chat_body(call.body), call.headers))
 
 
-async def _llamacpp_tokenize(req: MessagesRequest, route: RouteInfo) -> int | None:
-    body, _ = chat_build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model,
-                                 backend_name=route.backend.name)
+async def _llamacpp_tokenize(call: UpstreamCall, route: RouteInfo) -> int | None:
     root = server_root(route.backend.base_url)
-    rendered = await _post_json(route, root + "/apply-template", apply_template_body(body), _chat_headers(route))
+    rendered = await _post_json(route, root + "/apply-template", tokenize_chat_body(call.body), call.headers)
     prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
     if not isinstance(prompt, str):
         return None
     answer = await _post_json(route, root + route.capabilities.tokenize_path, llamacpp_tokenize_body(prompt),
-                              _chat_headers(route))
+                              call.headers)
     return tokenize_count(answer)
 
 
-async def _native(req: MessagesRequest, route: RouteInfo, client_headers: Mapping[str, str] | None) -> int | None:
-    caps = route.capabilities
-    body, _ = anthropic_translation.build_request(req, caps, upstream_model=route.upstream_model or req.model)
-    protocol_headers, _ = anthropic_translation.headers_build(client_headers, caps)
-    headers = {"content-type": "application/json", **protocol_headers, **caps.extra_headers}
-    if route.backend.api_key:
-        headers["x-api-key"] = route.backend.api_key
-    count_body: dict[str, object] = {k: body[k] for k in _NATIVE_COUNT_FIELDS if k in body}
-    answer = await _post_json(route, f"{route.backend.base_url}/messages/count_tokens", count_body, headers)
+async def _native(call: UpstreamCall, route: RouteInfo) -> int | None:
+    count_body: dict[str, object] = {k: call.body[k] for k in _NATIVE_COUNT_FIELDS if k in call.body}
+    answer = await _post_json(route, f"{call.url}/count_tokens", count_body, call.headers)
     value = answer.get("input_tokens") if isinstance(answer, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -111,14 +93,16 @@ async def tokens_count(req: CountTokensRequest, route: RouteInfo, *,
     method = route.capabilities.token_count
     if method == "estimate":
         return TokenCount(tokens_estimate(req), "estimate", exact=False, detail="backend cannot count")
-    messages_req = _as_messages_request(req)
     try:
+        # Exactly what the backend would be sent: the route's own translation, headers included.
+        call = adapter_for(route.backend).call_build(req=_as_messages_request(req), route=route,
+                                                     client_headers=client_headers)
         if method == "native":
-            count = await _native(messages_req, route, client_headers)
+            count = await _native(call, route)
         elif method == "llamacpp_tokenize":
-            count = await _llamacpp_tokenize(messages_req, route)
+            count = await _llamacpp_tokenize(call, route)
         else:
-            count = await _chat_tokenize(messages_req, route)
+            count = await _chat_tokenize(call, route)
     except ApiError as exc:
         if method == "native" and exc.source == "client":
             raise  # Anthropic's own verdict on the request: the client must see it

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 if TYPE_CHECKING:
     from inspector.recorder import ExchangeRecord
@@ -29,7 +29,7 @@ def exchange_summary(record: ExchangeRecord, *, state: str) -> dict[str, Any]:
         "backend_name": record.backend_name, "upstream_model": record.upstream_model, "stream": record.stream,
         "status": record.status, "stop_reason": record.stop_reason, "error_type": record.error_type,
         "input_tokens": usage.get("input_tokens"), "output_tokens": usage.get("output_tokens"),
-        "rewrite_count": len(record.notes), "ttft_ms": record.timings.get("first_event"),
+        "rewrite_count": len(record.notes), "ttft_ms": record.ttft_ms(),
         "duration_ms": record.timings.get("finished"),
     }
 
@@ -42,8 +42,8 @@ def live_publish(record: ExchangeRecord, *, state: str, stream: bool | None = No
         return  # not on the request path (a management command, the writer thread)
     try:
         layer = get_channel_layer()
-        if layer is None:
-            return
+        if layer is None or (isinstance(layer, InMemoryChannelLayer) and not layer.groups.get(GROUP)):
+            return  # nobody watches this process's tail (a shared layer cannot tell: it always sends)
         summary = exchange_summary(record, state=state)
         if stream is not None:
             summary["stream"] = stream

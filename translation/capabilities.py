@@ -255,9 +255,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                              "prefill_trim_whitespace": True, "sampling_exclusive": True},
 }
 
-PRESET_CHOICES = tuple(PRESETS)
-
-
 class CapabilityError(ValueError):
     pass
 

@@ -15,17 +15,17 @@ from translation.schemas import MessagesRequest
 class AnthropicAdapter(BackendAdapter):
     kind = "anthropic"
 
-    def call_build(self, *, req: MessagesRequest, route: RouteInfo,
-                   client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
-        caps = route.capabilities
-        body, notes = build_request(req, caps, upstream_model=route.upstream_model or req.model)
-        protocol_headers, header_notes = headers_build(client_headers, caps)
-        headers = {"content-type": "application/json", **protocol_headers}
+    def protocol_headers(self, route: RouteInfo,
+                         client_headers: Mapping[str, str] | None) -> tuple[dict[str, str], list[RewriteNote]]:
+        headers, notes = headers_build(client_headers, route.capabilities)
         if route.backend.api_key:
             headers["x-api-key"] = route.backend.api_key
-        if req.stream:
-            headers["accept"] = "text/event-stream"
-        headers.update(caps.extra_headers)
+        return headers, notes
+
+    def call_build(self, *, req: MessagesRequest, route: RouteInfo,
+                   client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
+        body, notes = build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model)
+        headers, header_notes = self.headers(route, stream=req.stream, client_headers=client_headers)
         return UpstreamCall(url=f"{route.backend.base_url}/messages", body=body, headers=headers,
                             notes=notes + header_notes)
 

@@ -52,7 +52,18 @@ class BackendAdapter:
                           input_tokens: int) -> StreamTranslator:
         raise NotImplementedError
 
-    @staticmethod
-    def auth_headers(route: RouteInfo) -> dict[str, str]:
+    def protocol_headers(self, route: RouteInfo,
+                         client_headers: Mapping[str, str] | None) -> tuple[dict[str, str], list[RewriteNote]]:
+        """Authentication and protocol headers of this kind (OpenAI style: a bearer key)."""
         key = route.backend.api_key
-        return {"authorization": f"Bearer {key}"} if key else {}
+        return ({"authorization": f"Bearer {key}"} if key else {}), []
+
+    def headers(self, route: RouteInfo, *, stream: bool,
+                client_headers: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[RewriteNote]]:
+        """Every header of an upstream call: JSON, the kind's protocol headers, the operator's extras."""
+        protocol, notes = self.protocol_headers(route, client_headers)
+        headers = {"content-type": "application/json", **protocol}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        headers.update(route.capabilities.extra_headers)
+        return headers, notes

@@ -17,12 +17,8 @@ class OpenAIChatAdapter(BackendAdapter):
                    client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
         body, notes = build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model,
                                     backend_name=route.backend.name)
-        headers = {"content-type": "application/json", **self.auth_headers(route)}
-        if req.stream:
-            headers["accept"] = "text/event-stream"
-        headers.update(route.capabilities.extra_headers)
-        return UpstreamCall(url=f"{route.backend.base_url}/chat/completions", body=body, headers=headers,
-                            notes=notes)
+        headers, _ = self.headers(route, stream=req.stream)
+        return UpstreamCall(url=f"{route.backend.base_url}/chat/completions", body=body, headers=headers, notes=notes)
 
     def response_translate(self, *, body: dict[str, Any], req: MessagesRequest, route: RouteInfo,
                            message_id: str) -> tuple[dict[str, Any], list[RewriteNote]]:

@@ -16,7 +16,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,12 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 import pytest
 
 from gateway.mockbackend import MockServerThread
 from tests.conftest import REPO
-from tests.e2e.conftest import E2E_KEY, Gateway, _database_url, _drop_database, free_port
+from tests.e2e.conftest import E2E_KEY, Gateway, _database_url, _drop_database, daphne_serving, free_port
 
 CLAUDE_BIN = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
 MODEL = "claude-sonnet-4-5"
@@ -110,31 +108,11 @@ def cli_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliGateway
            "DJANGO_SETTINGS_MODULE": "gateway.settings", "DRAGOMAN_INSPECTOR_FLUSH_SECONDS": "0.05"}
     log_path = tmp / "daphne.log"
     gw = CliGateway(url=f"http://127.0.0.1:{port}", key=E2E_KEY, mock=mock, env=env, log=log_path)
-    proc = None
     try:
         gw.manage("migrate", "--noinput")
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                     "gateway.asgi:application"], cwd=REPO, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{gw.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.1)
-        yield gw
+        with daphne_serving(url=gw.url, port=port, env=env, log_path=log_path):
+            yield gw
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         mock.stop()
         if pg_name:
             _drop_database(db_url, pg_name)

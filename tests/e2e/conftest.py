@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,33 @@ def _drop_database(url: str, name: str) -> None:
     base, _, _ = url.rpartition("/")
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def daphne_serving(*, url: str, port: int, env: dict[str, str], log_path: Path) -> Iterator[None]:
+    """daphne serving the gateway (as ``make run`` does) until the block ends; ready at /healthz."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                 "gateway.asgi:application"], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @dataclass
@@ -139,28 +167,10 @@ keys:
     env["DRAGOMAN_STREAM_PING_SECONDS"] = "0.4"
     gw = Gateway(url=f"http://127.0.0.1:{port}", key=E2E_KEY, mock=mock_backend, env=env)
     gw.manage("migrate", "--noinput")
-    log = open(tmp / "daphne.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "gateway.asgi:application"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{gw.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start:\n" + (tmp / "daphne.log").read_text()[-3000:])
-            time.sleep(0.1)
-        yield gw
+        with daphne_serving(url=gw.url, port=port, env=env, log_path=tmp / "daphne.log"):
+            yield gw
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         if pg_name:
             _drop_database(db_url, pg_name)
 

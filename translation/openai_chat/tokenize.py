@@ -14,16 +14,12 @@ _TEMPLATE_FIELDS = ("tools", "chat_template_kwargs", "continue_final_message", "
 
 
 def tokenize_chat_body(chat_body: dict[str, Any]) -> dict[str, Any]:
-    """vLLM / SGLang ``TokenizeChatRequest`` for a Chat Completions body."""
+    """vLLM / SGLang ``TokenizeChatRequest`` for a Chat Completions body; llama.cpp's
+    ``/apply-template`` takes the same request and answers ``{"prompt": …}``."""
     body: dict[str, Any] = {"model": chat_body["model"], "messages": chat_body["messages"]}
     body.update({k: chat_body[k] for k in _TEMPLATE_FIELDS if k in chat_body})
     body.setdefault("add_generation_prompt", True)
     return body
-
-
-def apply_template_body(chat_body: dict[str, Any]) -> dict[str, Any]:
-    """llama.cpp ``/apply-template`` takes a chat request and answers ``{"prompt": …}``."""
-    return tokenize_chat_body(chat_body)
 
 
 def llamacpp_tokenize_body(prompt: str) -> dict[str, Any]:
