@@ -711,10 +711,11 @@ class MockServer:
             include_usage=include_usage,
             usage=usage,
         )
+        # The log exists before the head goes out: a reader in another thread may look as soon as it sees 200.
+        entry["stream"] = stream_log = stream_log_start()
         writer.write(http_head(200, content_type=b"text/event-stream", length=None, headers=scenario_header))
         delay = knobs.delay_ms / 1000
         sent = 0
-        entry["stream"] = stream_log = stream_log_start()
         try:
             for frame in frames:
                 if sent and delay:

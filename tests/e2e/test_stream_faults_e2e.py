@@ -121,7 +121,12 @@ def test_message_start_arrives_while_the_backend_is_still_silent(gateway: Gatewa
     assert name == "message_start"
     assert data["message"]["content"] == []
     assert data["message"]["usage"]["input_tokens"] > 250  # the gateway's estimate for this prompt
-    assert mock_entry(gateway, "long prompt")["stream"]["frames"] == 1  # only the role chunk went out
+    # message_start may beat the role chunk (it goes out on the upstream's 200); give the chunk a moment.
+    stream_log = mock_entry(gateway, "long prompt")["stream"]
+    deadline = time.monotonic() + 1.0
+    while stream_log["frames"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream_log["frames"] == 1  # only the role chunk went out: the backend is still stalled
 
 
 # -- client disconnect ----------------------------------------------------------------------------
