@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from translation.capabilities import CAPABILITY_CHOICES, PRESETS, Capabilities, capabilities_build
@@ -139,6 +140,11 @@ class ApiKey(models.Model):
     enabled = models.BooleanField(default=True)
     allowed_models = models.TextField(blank=True, help_text="One model name or glob per line (or comma-separated). "
                                                             "Empty: every routed model.")
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, default=None, validators=[MinValueValidator(1)],
+        help_text="Requests per minute this key may send to /v1/messages and count_tokens, with bursts up "
+                  "to that many at once; over it clients get 429 rate_limit_error with retry-after. "
+                  "Empty: unlimited. Counted per gateway process.")
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

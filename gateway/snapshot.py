@@ -62,6 +62,7 @@ class KeyInfo:
     key_hash: str
     enabled: bool
     allowed: tuple[str, ...]
+    rate_limit_per_minute: int | None = None  # None: unlimited (gateway.ratelimit)
 
     def allows(self, model: str) -> bool:
         return not self.allowed or any(fnmatch.fnmatchcase(model, p) for p in self.allowed)
@@ -133,7 +134,7 @@ def snapshot_build() -> Snapshot:
     for k in ApiKey.objects.all():
         keys.setdefault(k.prefix, []).append(KeyInfo(
             id=k.pk, name=k.name, prefix=k.prefix, key_hash=k.key_hash, enabled=k.enabled,
-            allowed=k.allowed_patterns(),
+            allowed=k.allowed_patterns(), rate_limit_per_minute=k.rate_limit_per_minute,
         ))
     return Snapshot(
         version=stamp, routes=tuple(routes),
