@@ -18,11 +18,12 @@ from gateway.backends import adapter_for
 from gateway.backends.base import BackendAdapter, StreamTranslator, UpstreamCall
 from gateway.errors import error_response
 from gateway.ids import id_new
+from gateway.ratelimit import ratelimit_check
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from gateway.tokencount import tokens_count
 from gateway.upstream import client_for, transport_error, upstream_error
 from inspector.live import live_publish
-from inspector.recorder import ExchangeRecord, headers_mask, recorder, usage_merge
+from inspector.recorder import ExchangeRecord, headers_mask, recorder, secrets_redact, usage_merge
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
 from translation.schemas import (
@@ -60,14 +61,20 @@ def _body_read(request: HttpRequest, record: ExchangeRecord) -> bytes:
     return raw
 
 
-def key_authenticate(request: HttpRequest, snap: Snapshot) -> KeyInfo:
-    """Accept ``x-api-key`` or ``Authorization: Bearer`` (Claude Code may send both)."""
+def keys_presented(request: HttpRequest) -> list[str]:
+    """The keys a client sent: ``x-api-key`` and ``Authorization: Bearer`` (Claude Code may send both)."""
     presented = []
     if x_api_key := request.headers.get("x-api-key"):
         presented.append(x_api_key.strip())
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         presented.append(auth[7:].strip())
+    return presented
+
+
+def key_authenticate(request: HttpRequest, snap: Snapshot) -> KeyInfo:
+    """The enabled key among those presented (compared by hash in constant time), else 401."""
+    presented = keys_presented(request)
     if not presented:
         raise ApiError(401, "Missing API key: send it in the x-api-key header (or Authorization: Bearer)")
     for candidate in presented:
@@ -94,14 +101,18 @@ Parsed = TypeVar("Parsed", MessagesRequest, CountTokensRequest)
 
 async def _admit(request: HttpRequest, record: ExchangeRecord,
                  parse: Callable[[bytes], Parsed]) -> tuple[Parsed, RouteInfo]:
-    """Body, key, schema, route: in that order, so each failure is the one a client should fix first."""
+    """Body, key, rate limit, schema, route: in that order, so each failure is the one a client
+    should fix first."""
     raw = _body_read(request, record)
     snap = await snapshot_get()
+    record.secrets.extend(keys_presented(request))
     key = key_authenticate(request, snap)
     record.key_id, record.key_name = key.id, key.name
+    ratelimit_check(key_id=key.id, per_minute=key.rate_limit_per_minute)
     req = parse(raw)
     record.client_model = req.model
     route = route_for(snap, req.model, key)
+    record.secrets.append(route.backend.api_key)
     record.backend_name, record.route = route.backend.name, route.pattern
     record.upstream_model = route.upstream_model or req.model
     record.preset = route.backend.preset
@@ -144,6 +155,7 @@ async def _messages_serve(request: HttpRequest, record: ExchangeRecord) -> HttpR
 
 
 def _fail(record: ExchangeRecord, error: ApiError) -> HttpResponse:
+    error.message = secrets_redact(error.message, record.secrets)  # a backend may echo its key
     record.status, record.error_type, record.error_message = error.status, error.type, error.message
     record.mark("finished")
     recorder.submit(record)
@@ -157,6 +169,7 @@ def _upstream_prepare(req: MessagesRequest, route: RouteInfo,
     call = adapter.call_build(req=req, route=route, client_headers=record.client_request.get("headers"))
     record.notes.extend(n.as_dict() for n in call.notes)
     record.upstream_request = {"url": call.url, "headers": headers_mask(call.headers), "body": call.body}
+    record.secrets.append(route.backend.api_key)
     return adapter, call, client_for(route.backend)
 
 
@@ -395,13 +408,13 @@ def _model_info(route: RouteInfo) -> dict[str, Any]:
 async def models_list(request: HttpRequest, *, limit: int, after_id: str | None,
                       before_id: str | None) -> HttpResponseBase:
     snap = await snapshot_get()
-    key_authenticate(request, snap)
+    key = key_authenticate(request, snap)
     if not 1 <= limit <= 1000:
         raise ApiError(400, "limit: must be between 1 and 1000")
     seen: set[str] = set()
     models = []
     for route in snap.routes:
-        if not route.is_glob and route.pattern not in seen:
+        if not route.is_glob and route.pattern not in seen and key.allows(route.pattern):
             seen.add(route.pattern)
             models.append(_model_info(route))
     ids = [m["id"] for m in models]
@@ -422,7 +435,9 @@ async def models_list(request: HttpRequest, *, limit: int, after_id: str | None,
 
 async def model_get(request: HttpRequest, *, model_id: str) -> HttpResponseBase:
     snap = await snapshot_get()
-    key_authenticate(request, snap)
+    key = key_authenticate(request, snap)
+    if not key.allows(model_id):
+        raise ApiError(404, f"model: {model_id!r} not found")  # as if absent, like the list
     for route in snap.routes:
         if not route.is_glob and route.pattern == model_id:
             return HttpResponse(orjson.dumps(_model_info(route)), content_type="application/json")

@@ -48,6 +48,40 @@ def headers_mask(headers: Any) -> dict[str, str]:
     return {k: (secret_mask(v) if _is_secret_header(k) else v) for k, v in headers.items()}
 
 
+# Shorter strings could be ordinary words; every real key is longer.
+_SECRET_MIN_LEN = 8
+
+
+def secrets_redact(value: Any, secrets: tuple[str, ...] | list[str]) -> Any:
+    """``value`` with every occurrence of each secret replaced by its masked form: for what a
+    backend echoes back (some proxies put the Authorization header in their error bodies)."""
+    wanted = [s for s in dict.fromkeys(secrets) if len(s) >= _SECRET_MIN_LEN]
+    if not wanted:
+        return value
+    try:
+        blob = orjson.dumps(value)
+    except TypeError:  # integers beyond 64 bits: walk it anyway
+        blob = None
+    if blob is not None:
+        wanted = [s for s in wanted if orjson.dumps(s)[1:-1] in blob]
+        if not wanted:
+            return value
+    return _redact(value, wanted)
+
+
+def _redact(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, secret_mask(secret))
+        return value
+    if isinstance(value, dict):
+        return {_redact(k, secrets): _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v, secrets) for v in value]
+    return value
+
+
 def usage_merge(usage: dict[str, Any], chunk: Any) -> None:
     """Fold the usage a backend reports in one stream chunk into ``usage``: top-level ``usage``
     (Chat Completions' final chunk, Anthropic ``message_delta``) or nested in ``message``
@@ -91,6 +125,8 @@ class ExchangeRecord:
     notes: list[dict[str, str]] = field(default_factory=list)
     upstream_response: dict[str, Any] = field(default_factory=dict)
     client_response: dict[str, Any] = field(default_factory=dict)
+    # The client's key and the backend's: never stored, and masked wherever a body echoes them.
+    secrets: list[str] = field(default_factory=list, repr=False)
     # ms since received: upstream_connected (request about to go out on a connection),
     # upstream_headers, upstream_first_byte (streams: first body chunk), upstream_done
     # (non-streaming), first_event, first_token (first event after message_start and pings),
@@ -134,7 +170,7 @@ class ExchangeRecord:
         full = self.capture == "full"
         valid, validation_error = self._verdict()
         max_body, max_events = settings.INSPECTOR_MAX_BODY_BYTES, settings.INSPECTOR_MAX_EVENTS
-        return {
+        row = {
             "id": self.id, "created_at": self.created_at, "endpoint": self.endpoint,
             "key_name": self.key_name[:100], "client_model": self.client_model[:200],
             "backend_name": self.backend_name[:100], "route": self.route[:200],
@@ -159,6 +195,9 @@ class ExchangeRecord:
             "client_response": _part_capped(self.client_response, max_body, max_events) if full else {},
             "timings": self.timings, "usage": self.usage, "upstream_usage": self.upstream_usage,
         }
+        if self.secrets:
+            row.update(secrets_redact({k: row[k] for k in _REDACTED_COLUMNS}, self.secrets))
+        return row
 
     def _verdict(self) -> tuple[bool | None, str]:
         """The stream validator on every event the client received (before any cap)."""
@@ -167,6 +206,11 @@ class ExchangeRecord:
             return None, ""
         violation = stream_validate(e[2] for e in events)
         return violation is None, violation or ""
+
+
+# Columns that hold what clients and backends sent: where an echoed secret could hide.
+_REDACTED_COLUMNS = ("error_message", "validation_error", "client_request", "upstream_request",
+                     "upstream_response", "client_response", "notes")
 
 
 # Integers beyond 64 bits: orjson would read them as floats, so such bodies take the exact path.
