@@ -9,7 +9,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
@@ -288,13 +290,25 @@ class RouteAdmin(admin.ModelAdmin):
 class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ("name", "enabled", "allowed_models")
+        fields = ("name", "enabled", "allowed_models", "rate_limit_per_minute")
+
+
+# Secrets made while handling this request, shown on the page that answers it and nowhere else:
+# not in a message (the cookie or session that carries messages would store the plaintext).
+_NEW_SECRETS = "dragoman_new_secrets"
+
+
+def _secret_shown(request: HttpRequest, key: ApiKey, secret: str) -> None:
+    if not hasattr(request, _NEW_SECRETS):
+        setattr(request, _NEW_SECRETS, [])
+    getattr(request, _NEW_SECRETS).append((key, secret))
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyForm
-    list_display = ("name", "prefix", "enabled", "allowed_models", "last_used_at", "created_at")
+    list_display = ("name", "prefix", "enabled", "allowed_models", "rate_limit_per_minute", "last_used_at",
+                    "created_at")
     list_filter = ("enabled",)
     search_fields = ("name", "prefix")
     readonly_fields = ("prefix", "last_used_at", "created_at")
@@ -304,13 +318,29 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if not change:
             secret = apikey_generate()
             apikey_set_secret(key=obj, secret=secret)
-            messages.warning(request, f"New API key for {obj.name} (shown once, copy it now): {secret}")
+            _secret_shown(request, obj, secret)
         super().save_model(request, obj, form, change)
 
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        if not getattr(request, _NEW_SECRETS, None):
+            return super().response_add(request, obj, post_url_continue)
+        return self._secrets_page(request, "API key created")
+
     @admin.action(description="Rotate: replace the secret of the selected keys")
-    def rotate(self, request: HttpRequest, queryset: Any) -> None:
+    def rotate(self, request: HttpRequest, queryset: Any) -> HttpResponse:
         for key in queryset:
             secret = apikey_generate()
             apikey_set_secret(key=key, secret=secret)
             key.save()
-            messages.warning(request, f"New secret for {key.name} (shown once): {secret}")
+            _secret_shown(request, key, secret)
+        return self._secrets_page(request, "API keys rotated")
+
+    def _secrets_page(self, request: HttpRequest, title: str) -> HttpResponse:
+        """The new secrets, this once: the gateway keeps only their hashes. Never cached."""
+        rows = [(key, secret, reverse("admin:gateway_apikey_change", args=[key.pk]))
+                for key, secret in getattr(request, _NEW_SECRETS)]
+        context = {**self.admin_site.each_context(request), "title": title, "rows": rows,
+                   "opts": self.opts, "list_url": reverse("admin:gateway_apikey_changelist")}
+        response = TemplateResponse(request, "admin/gateway/apikey/secrets.html", context)
+        add_never_cache_headers(response)
+        return response

@@ -56,14 +56,25 @@ class ConfigSpec:
 _BACKEND_FIELDS = {"name", "kind", "base_url", "api_key", "preset", "capabilities", "connect_timeout",
                    "read_timeout", "enabled", "capture"}
 _ROUTE_FIELDS = {"model", "backend", "upstream_model", "order", "capabilities", "enabled"}
-_KEY_FIELDS = {"name", "key", "enabled", "allowed_models"}
+_KEY_FIELDS = {"name", "key", "enabled", "allowed_models", "rate_limit_per_minute"}
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without PyYAML's quote of the line: it may hold a key."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return type(exc).__name__
+    parts = []
+    for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
+        if text:
+            parts.append(f"{text} (line {mark.line + 1}, column {mark.column + 1})" if mark else text)
+    return "; ".join(parts) or type(exc).__name__
 
 
 def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}: not valid YAML: {yaml_error_text(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -135,6 +146,9 @@ def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
             problems.append(f"{where}: name is required")
         if not k.get("key") or len(str(k["key"])) < 16:
             problems.append(f"{where}: key is required and must be at least 16 characters")
+        limit = k.get("rate_limit_per_minute")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            problems.append(f"{where}: rate_limit_per_minute must be a whole number of at least 1 (or absent)")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
     return spec
@@ -204,7 +218,8 @@ def config_apply(spec: ConfigSpec) -> list[str]:
         allowed = k.get("allowed_models") or ""
         if isinstance(allowed, list):
             allowed = "\n".join(allowed)
-        changed = _assign(key, {"enabled": bool(k.get("enabled", True)), "allowed_models": allowed})
+        changed = _assign(key, {"enabled": bool(k.get("enabled", True)), "allowed_models": allowed,
+                                "rate_limit_per_minute": k.get("rate_limit_per_minute")})
         if key.key_hash != key_hash(str(k["key"])):
             apikey_set_secret(key=key, secret=str(k["key"]))
             changed.append("key")

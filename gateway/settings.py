@@ -181,6 +181,14 @@ for _name in ("INSPECTOR_RETENTION_DAYS", "INSPECTOR_RETENTION_MAX_COUNT", "INSP
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Behind a proxy that terminates TLS (nginx, a cloud load balancer) and sets X-Forwarded-Proto:
+# trust that header so Django knows the admin is on https (CSRF origin checks, absolute URLs).
+# Only set it when the proxy overwrites the header; a client could send it otherwise.
+if envbool("DRAGOMAN_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Session and CSRF cookies only over https: on by default with the setting above.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool(
+    "DRAGOMAN_SECURE_COOKIES", envbool("DRAGOMAN_TRUST_X_FORWARDED_PROTO", False))
 
 LOGGING = {
     "version": 1,
