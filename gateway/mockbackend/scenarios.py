@@ -491,6 +491,25 @@ def http_400(request: MockRequest) -> Script:
     return _http_error(400, "Invalid request (mock).", "invalid_request_error", "invalid_request")
 
 
+@scenario("auth_echo_401")
+def auth_echo_401(request: MockRequest) -> Script:
+    """401 whose error message quotes the credentials it got, as some proxies do."""
+    return _http_error(401, f"Invalid credentials: {_credentials(request)}", "invalid_request_error",
+                       "invalid_api_key")
+
+
+@scenario("auth_echo_500")
+def auth_echo_500(request: MockRequest) -> Script:
+    """500 whose error message dumps the credentials it got, like a debug page."""
+    return _http_error(500, f"Upstream failed; request had {_credentials(request)}", "server_error",
+                       "internal_error")
+
+
+def _credentials(request: MockRequest) -> str:
+    return (f"Authorization: {request.headers.get('authorization', '')!r}, "
+            f"x-api-key: {request.headers.get('x-api-key', '')!r}")
+
+
 @scenario("reject_prefill")
 def reject_prefill(request: MockRequest) -> Script:
     """400 like Claude 4.6+ when the last message is assistant (protocol §6); else `text`."""
