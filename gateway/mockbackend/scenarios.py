@@ -80,6 +80,11 @@ class Script:
     completion: Completion
     error: HttpError | None = None  # answer with this instead of the completion
     raw_body: bytes | None = None  # non-streamed: send these bytes instead of rendered JSON
+    # Streamed: send these bytes (as they are, not SSE) instead of the frames from number
+    # `raw_stream_after` + 1 on, end the body and close: a backend or proxy that stops speaking SSE.
+    raw_stream: bytes | None = None
+    raw_stream_after: int = 0
+    content_type: bytes | None = None  # instead of application/json / text/event-stream
     first_byte_delay_s: float = 0.0  # sleep before the status line
     # Stream frames are numbered 1.. in sending order (1 = the role chunk).
     stall_after: int | None = None  # sleep `stall_s` after this many frames
@@ -545,6 +550,42 @@ def garbage(request: MockRequest) -> Script:
     return Script(
         text(request).completion, inject=((1, b"{this is not json"),), raw_body=b"{this is not json"
     )
+
+
+BINARY_JUNK = bytes(range(256)) * 4 + b"\x00\xff\xfe data: \x80\x81\n\n"
+HTML_PAGE = (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+             b"</center><hr><center>nginx</center></body></html>\n")
+
+
+@scenario("garbage_binary")
+def garbage_binary(request: MockRequest) -> Script:
+    """Streamed: the role chunk and two text chunks, then binary junk (NULs, invalid UTF-8, a
+    `data:` line that is not JSON) and the connection closes. Non-streamed: the junk as the body."""
+    return Script(text(request).completion, raw_body=BINARY_JUNK, raw_stream=BINARY_JUNK, raw_stream_after=3)
+
+
+@scenario("html_page")
+def html_page(request: MockRequest) -> Script:
+    """A 200 whose body is a proxy's HTML error page (`text/html`), streamed or not: no SSE, no JSON."""
+    return Script(Completion(()), raw_body=HTML_PAGE, raw_stream=HTML_PAGE, content_type=b"text/html")
+
+
+OVERLONG_WORDS = ("Once", "more,", "the", "backend", "keeps", "writing", "as", "if", "it", "had", "no",
+                  "limit", "at", "all.")
+
+
+@scenario("overlong")
+def overlong(request: MockRequest) -> Script:
+    """A backend that ignores the request's max tokens: 100 times as many words as it asked for
+    (at least 2,000), four per delta, finish `stop`, usage counting what was sent. Pace it with
+    `delay_ms` to see the gateway hang up early."""
+    limit = request.body.get("max_completion_tokens") or request.body.get("max_tokens")
+    words = max(2000, 100 * limit if isinstance(limit, int) else 0)
+    deltas = tuple(
+        Delta(content="".join(" " + OVERLONG_WORDS[(i + j) % len(OVERLONG_WORDS)] for j in range(4)))
+        for i in range(0, words, 4)
+    )
+    return Script(Completion(deltas))
 
 
 @scenario("error_chunk")

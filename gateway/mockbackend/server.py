@@ -14,6 +14,8 @@ client back-pressure are real. Endpoints:
     GET    /_mock/requests        every chat request received (path, headers, body; for a stream
                                   also how and when it ended), oldest first
     DELETE /_mock/requests        forget them
+    GET    /_mock/stats           open connections and requests in progress (not counting the
+                                  asking connection), for leak checks
 
 No Django here (only the management command imports it).
 """
@@ -374,7 +376,8 @@ class MockServer:
         self.host = "127.0.0.1"
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # one per open connection
+        self._busy = 0  # connections inside a handler (a request in progress)
         created = int(time.time())
         ids = [*models, *(f"mock-{name}" for name in SCENARIOS)]
         self._models_body = orjson.dumps(
@@ -405,6 +408,7 @@ class MockServer:
             ("POST", "/v1/messages/count_tokens"): self._messages_count_tokens,
             ("GET", "/_mock/requests"): self._requests_list,
             ("DELETE", "/_mock/requests"): self._requests_clear,
+            ("GET", "/_mock/stats"): self._stats,
         }
         self._paths = {path for _, path in self._routes}
 
@@ -470,7 +474,12 @@ class MockServer:
                     if not await self._reply(writer, request, response):
                         break
                     continue
-                if not await handler(request, reader, writer):
+                self._busy += 1
+                try:
+                    keep_alive = await handler(request, reader, writer)
+                finally:
+                    self._busy -= 1
+                if not keep_alive:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away mid-request or mid-stream: nothing to tell anyone
@@ -506,6 +515,17 @@ class MockServer:
         self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
         return await self._reply(writer, request, _json_response(200, orjson.dumps(self.requests)))
+
+    def stats(self) -> dict[str, int]:
+        """Open connections and requests in progress (for a caller outside any connection)."""
+        return {"connections": len(self._tasks), "busy": self._busy}
+
+    async def _stats(
+        self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        # Not counting the connection that asks, which is open and busy with this request.
+        body = {"connections": len(self._tasks) - 1, "busy": self._busy - 1}
+        return await self._reply(writer, request, _json_response(200, orjson.dumps(body)))
 
     async def _requests_clear(
         self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -692,7 +712,9 @@ class MockServer:
                     usage=usage,
                 )
                 payload = orjson.dumps(rendered)
-            response = _json_response(200, payload, scenario_header)
+            content_type = script.content_type or b"application/json"
+            response = http_head(200, content_type=content_type, length=len(payload), headers=scenario_header)
+            response += payload
             if script.drop_after is not None:
                 # Promise the whole body, send half of it, hang up.
                 writer.write(response[: len(response) - len(payload) // 2])
@@ -713,13 +735,19 @@ class MockServer:
         )
         # The log exists before the head goes out: a reader in another thread may look as soon as it sees 200.
         entry["stream"] = stream_log = stream_log_start()
-        writer.write(http_head(200, content_type=b"text/event-stream", length=None, headers=scenario_header))
+        content_type = script.content_type or b"text/event-stream"
+        writer.write(http_head(200, content_type=content_type, length=None, headers=scenario_header))
         delay = knobs.delay_ms / 1000
         sent = 0
         try:
             for frame in frames:
                 if sent and delay:
                     await _pause(reader, writer, delay)
+                if script.raw_stream is not None and sent == script.raw_stream_after:
+                    writer.write(b"%x\r\n%b\r\n%b" % (len(script.raw_stream), script.raw_stream, LAST_CHUNK))
+                    await writer.drain()
+                    stream_log_end(stream_log, "complete")
+                    return False
                 if sent == script.drop_after:
                     await writer.drain()
                     stream_log_end(stream_log, "dropped")
