@@ -1,8 +1,9 @@
 """Async-only middleware for the gateway.
 
 ``RequestIdMiddleware`` gives every request an id (the inspector Exchange id), puts it on the
-response as ``request-id`` and turns any non-JSON error page (unknown path, wrong method, body
-too large, an unexpected exception) into Anthropic's envelope.
+response as ``request-id``, turns any non-JSON error page (unknown path, wrong method, body
+too large, an unexpected exception) into Anthropic's envelope, and records every ``/v1/``
+failure the pipeline did not (404, 405, ``/v1/models`` errors) so the inspector has them all.
 
 ``AdminOnlyMiddleware`` runs Django's session/auth/CSRF/messages middleware only off ``/v1/``:
 those are sync middleware that cost two thread hops per request under ASGI, and the API
@@ -15,13 +16,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.module_loading import import_string
 
 from gateway.errors import error_response
 from gateway.ids import id_new
+from inspector.recorder import ExchangeRecord, headers_mask, recorder
 from translation.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,33 @@ class RequestIdMiddleware:
             message = template.format(method=request.method, path=request.path)
             response = error_response(ApiError(response.status_code, message), request_id)
         response["request-id"] = request_id
+        if (response.status_code >= 400 and request.path.startswith("/v1/")
+                and not getattr(request, "exchange_recorded", False)):
+            _failure_record(request, response, request_id)
         return response
+
+
+def _failure_record(request: HttpRequest, response: HttpResponseBase, request_id: str) -> None:
+    """An Exchange for a failure that never reached the pipeline (which records its own)."""
+    from gateway.pipeline import keys_presented  # late: the pipeline pulls in models and backends
+
+    record = ExchangeRecord(id=request_id, endpoint=request.path[4:44] or "v1", capture=settings.INSPECTOR_CAPTURE)
+    record.client_request = {"method": request.method, "path": request.get_full_path(),
+                             "headers": headers_mask(request.headers)}
+    try:
+        record.client_request["body_raw"] = request.body
+    except Exception:  # over the size limit, or already read: the headers are still worth keeping
+        record.client_request["body_unread"] = True
+    record.secrets.extend(keys_presented(request))
+    record.status = response.status_code
+    if isinstance(response, HttpResponse):
+        try:
+            error = orjson.loads(response.content)["error"]
+            record.error_type, record.error_message = str(error["type"]), str(error["message"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            pass
+    record.mark("finished")
+    recorder.submit(record)
 
 
 class AdminOnlyMiddleware:

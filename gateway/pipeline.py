@@ -4,6 +4,7 @@ translate back, record. The views in ``gateway.api`` call exactly one function h
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -11,7 +12,6 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from gateway.backends import adapter_for
@@ -23,7 +23,7 @@ from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from gateway.tokencount import tokens_count
 from gateway.upstream import client_for, transport_error, upstream_error
 from inspector.live import live_publish
-from inspector.recorder import ExchangeRecord, headers_mask, recorder, secrets_redact, usage_merge
+from inspector.recorder import ExchangeRecord, headers_mask, recorder, secret_mask, secrets_redact, usage_merge
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
 from translation.schemas import (
@@ -46,15 +46,37 @@ def _record_start(request: HttpRequest, endpoint: str) -> ExchangeRecord:
     record.client_request = {
         "method": request.method, "path": request.get_full_path(), "headers": headers_mask(request.headers),
     }
+    request.exchange_recorded = True  # type: ignore[attr-defined]  # the middleware records the rest
     return record
 
 
 def _body_read(request: HttpRequest, record: ExchangeRecord) -> bytes:
+    """The body, never more than the limit: a Content-Length over it is refused unread, a body
+    without one (chunked) is read one byte past it. Over the limit, the inspector keeps its head."""
+    limit = min(settings.MAX_BODY_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE or settings.MAX_BODY_BYTES)
     try:
-        raw = request.body
-    except RequestDataTooBig:
-        raise ApiError(413, f"Request body is larger than the limit of {settings.MAX_BODY_BYTES} bytes") from None
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError(400, f"Content-Length must be a number, not {request.META['CONTENT_LENGTH']!r}") from None
+    head_max = settings.INSPECTOR_MAX_BODY_BYTES
+    raw = request.read(limit + 1 if declared <= limit else head_max)
+    if declared > limit or len(raw) > limit:
+        record.client_request["body_raw"] = raw[:head_max]
+        record.client_request["body_truncated"] = {
+            "_truncated": True, "kept": min(len(raw), head_max), "total": declared or None,
+            "reason": f"over the {limit}-byte request limit (DRAGOMAN_MAX_BODY_BYTES)"}
+        sent = f" ({declared} bytes)" if declared else ""
+        raise ApiError(413, f"Request body{sent} is larger than the limit of {limit} bytes: send less, "
+                            "e.g. fewer or smaller images or documents")
     record.client_request["body_raw"] = raw
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:  # body_text would replace the bad bytes: keep them exactly too
+            exact = raw[:head_max]
+            for secret in keys_presented(request):  # masked as the stored text columns are
+                exact = exact.replace(secret.encode(), secret_mask(secret).encode()) if len(secret) >= 8 else exact
+            record.client_request["body_base64"] = base64.b64encode(exact).decode()
     content_type = request.headers.get("content-type", "application/json")
     if "json" not in content_type.lower():
         raise ApiError(400, f"Content-Type must be application/json, not {content_type!r}")

@@ -7,12 +7,22 @@ surface as a backend 500 (roles, block types, max_tokens, required fields).
 
 from __future__ import annotations
 
+import binascii
 import json
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from translation.errors import ApiError
+from translation.errors import ERROR_TYPES, ApiError
+
+# No model writes more than this; a bigger max_tokens is a client bug (10**12, a token count
+# pasted into the wrong field) and would overflow the 32-bit fields of some backends.
+MAX_TOKENS_CEILING = 1 << 20
+MODEL_NAME_MAX = 256
+# Standard base64 with padding, what binascii's strict mode accepts (documented in the schema;
+# checked by ``messages_check``, not by the model, so translator tests may use fragments).
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 class _Open(BaseModel):
@@ -22,7 +32,7 @@ class _Open(BaseModel):
 class Base64Source(_Open):
     type: Literal["base64"]
     media_type: str
-    data: str
+    data: str = Field(json_schema_extra={"pattern": BASE64_PATTERN, "minLength": 1, "contentEncoding": "base64"})
 
 
 class UrlSource(_Open):
@@ -140,8 +150,9 @@ class Metadata(_Open):
 
 
 class MessagesRequest(_Open):
-    model: str = Field(min_length=1)
-    max_tokens: int = Field(ge=0)
+    model: str = Field(min_length=1, max_length=MODEL_NAME_MAX)
+    # 0 is valid: Anthropic answers with no content (a prompt-cache pre-warm, protocol.md §1).
+    max_tokens: int = Field(ge=0, le=MAX_TOKENS_CEILING)
     messages: list[Message] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
     metadata: Metadata | None = None
@@ -167,7 +178,7 @@ class MessagesRequest(_Open):
 
 
 class CountTokensRequest(_Open):
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=MODEL_NAME_MAX)
     messages: list[Message] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
     tools: list[Tool] | None = None
@@ -227,20 +238,26 @@ def validation_message(exc: ValidationError, data: Any = None) -> str:
 
 def messages_request_parse(raw: bytes | str) -> MessagesRequest:
     """Parse and validate a request body; any problem is a 400 that says what to fix."""
-    return _parse(MessagesRequest, raw)
+    req: MessagesRequest = _parse(MessagesRequest, raw)
+    messages_check(req.messages)
+    return req
 
 
 def count_tokens_request_parse(raw: bytes | str) -> CountTokensRequest:
-    return _parse(CountTokensRequest, raw)
+    req: CountTokensRequest = _parse(CountTokensRequest, raw)
+    messages_check(req.messages)
+    return req
 
 
 def _parse(model: type[Any], raw: bytes | str) -> Any:
+    if not raw:
+        raise ApiError(400, "Request body is empty: send the request as a JSON object")
     try:
-        return model.model_validate_json(raw)
+        parsed = model.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         if first["type"] == "json_invalid":
-            raise ApiError(400, f"Request body is not valid JSON: {first['msg']}") from None
+            raise ApiError(400, _json_problem(raw, first["msg"])) from None
         if first["type"] == "model_type" and not first["loc"]:
             raise ApiError(400, "Request body must be a JSON object") from None
         try:
@@ -248,3 +265,65 @@ def _parse(model: type[Any], raw: bytes | str) -> Any:
         except ValueError:
             data = None
         raise ApiError(400, validation_message(exc, data)) from None
+    # pydantic reads NaN and Infinity, which are not JSON (RFC 8259 §6) and would reach the
+    # backend as null; the substring test keeps the exact check off the common path.
+    if (b"NaN" in raw or b"Infinity" in raw) if isinstance(raw, bytes) else ("NaN" in raw or "Infinity" in raw):
+        try:
+            pydantic_core.from_json(raw, allow_inf_nan=False)
+        except ValueError as exc:
+            raise ApiError(400, f"Request body is not valid JSON: {exc} (NaN and Infinity are not JSON "
+                                "numbers)") from None
+    return parsed
+
+
+def _json_problem(raw: bytes | str, detail: str) -> str:
+    if isinstance(raw, bytes):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return (f"Request body is not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}; "
+                    "send JSON encoded as UTF-8")
+    if "recursion limit" in detail:
+        return "Request body is nested too deeply: JSON may nest at most 200 arrays and objects"
+    return f"Request body is not valid JSON: {detail}"
+
+
+def messages_check(messages: list[Message]) -> None:
+    """What the schema cannot say (Anthropic enforces both): base64 data must decode, and each
+    ``tool_result`` answers a ``tool_use`` of the assistant message before it."""
+    offered: set[str] = set()
+    for i, message in enumerate(messages):
+        if message.role == "assistant":
+            offered = {b.id for b in message.blocks() if isinstance(b, ToolUseBlock)}
+        if isinstance(message.content, str):
+            continue
+        for j, block in enumerate(message.content):
+            path = f"messages.{i}.content.{j}"
+            _base64_check(block, path)
+            if isinstance(block, ToolResultBlock):
+                if message.role != "user" or block.tool_use_id not in offered:
+                    raise ApiError(400, f"{path}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                                        f"{block.tool_use_id}. Each `tool_result` block must have a corresponding "
+                                        "`tool_use` block in the previous assistant message")
+                if isinstance(block.content, list):
+                    for k, inner in enumerate(block.content):
+                        _base64_check(inner, f"{path}.content.{k}")
+
+
+def _base64_check(block: Any, path: str) -> None:
+    source = getattr(block, "source", None)
+    if isinstance(source, Base64Source):
+        data: Any = source.data
+    elif isinstance(source, dict) and source.get("type") == "base64":
+        data = source.get("data")
+    else:
+        return
+    problem = "is empty" if data == "" else None
+    if problem is None:
+        try:
+            binascii.a2b_base64(data.encode("ascii"), strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError, AttributeError) as exc:
+            problem = f"is not valid base64 ({exc})"
+    if problem:
+        raise ApiError(400, f"{path}.source.data: {problem}; send the raw bytes base64-encoded "
+                            "(standard alphabet, padded, no data: URL prefix)")
