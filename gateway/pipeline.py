@@ -23,7 +23,14 @@ from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from gateway.tokencount import tokens_count
 from gateway.upstream import client_for, transport_error, upstream_error
 from inspector.live import live_publish
-from inspector.recorder import ExchangeRecord, headers_mask, recorder, secret_mask, secrets_redact, usage_merge
+from inspector.recorder import (
+    ExchangeRecord,
+    headers_mask,
+    recorder,
+    secret_mask,
+    secrets_redact,
+    usage_merge,
+)
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
 from translation.schemas import (

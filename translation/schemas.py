@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from translation.errors import ERROR_TYPES, ApiError
+from translation.errors import ApiError
 
 # No model writes more than this; a bigger max_tokens is a client bug (10**12, a token count
 # pasted into the wrong field) and would overflow the 32-bit fields of some backends.
@@ -188,6 +188,148 @@ class CountTokensRequest(_Open):
     def as_messages_request(self) -> MessagesRequest:
         data = self.model_dump(exclude_none=True)
         return MessagesRequest.model_validate({**data, "max_tokens": 1})
+
+
+# Responses: what the gateway sends back, described for the OpenAPI document (gateway.api) and
+# checked against real responses by the schemathesis test. Translators build plain dicts.
+
+ErrorType = Literal[
+    "invalid_request_error", "authentication_error", "billing_error", "permission_error", "not_found_error",
+    "request_too_large", "rate_limit_error", "api_error", "timeout_error", "overloaded_error",
+]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"]
+
+
+class ErrorDetail(BaseModel):
+    type: ErrorType
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Anthropic's error envelope; ``request_id`` equals the ``request-id`` header."""
+
+    type: Literal["error"]
+    error: ErrorDetail
+    request_id: str
+
+
+class Usage(_Open):
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+ResponseBlock = Annotated[
+    TextBlock | ThinkingBlock | RedactedThinkingBlock | ToolUseBlock | ServerToolBlock,
+    Field(discriminator="type"),
+]
+
+
+class MessageResponse(_Open):
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[ResponseBlock]
+    stop_reason: StopReason | None
+    stop_sequence: str | None
+    usage: Usage
+
+
+class MessageStartEvent(BaseModel):
+    type: Literal["message_start"]
+    message: MessageResponse
+
+
+class ContentBlockStartEvent(BaseModel):
+    type: Literal["content_block_start"]
+    index: int = Field(ge=0)
+    content_block: ResponseBlock
+
+
+class TextDelta(_Open):
+    type: Literal["text_delta"]
+    text: str
+
+
+class InputJsonDelta(_Open):
+    type: Literal["input_json_delta"]
+    partial_json: str
+
+
+class ThinkingDelta(_Open):
+    type: Literal["thinking_delta"]
+    thinking: str
+
+
+class SignatureDelta(_Open):
+    type: Literal["signature_delta"]
+    signature: str
+
+
+class ContentBlockDeltaEvent(BaseModel):
+    type: Literal["content_block_delta"]
+    index: int = Field(ge=0)
+    delta: Annotated[TextDelta | InputJsonDelta | ThinkingDelta | SignatureDelta, Field(discriminator="type")]
+
+
+class ContentBlockStopEvent(BaseModel):
+    type: Literal["content_block_stop"]
+    index: int = Field(ge=0)
+
+
+class MessageDeltaBody(_Open):
+    stop_reason: StopReason | None
+    stop_sequence: str | None
+
+
+class MessageDeltaEvent(BaseModel):
+    type: Literal["message_delta"]
+    delta: MessageDeltaBody
+    usage: dict[str, Any]
+
+
+class MessageStopEvent(BaseModel):
+    type: Literal["message_stop"]
+
+
+class PingEvent(BaseModel):
+    type: Literal["ping"]
+
+
+class ErrorEvent(BaseModel):
+    """A failure after the stream started (HTTP 200 already sent)."""
+
+    type: Literal["error"]
+    error: ErrorDetail
+
+
+# SSE event name -> the JSON in its data line (protocol.md §3: ``event: NAME`` / ``data: JSON``).
+STREAM_EVENTS: dict[str, type[BaseModel]] = {
+    "message_start": MessageStartEvent, "content_block_start": ContentBlockStartEvent,
+    "content_block_delta": ContentBlockDeltaEvent, "content_block_stop": ContentBlockStopEvent,
+    "message_delta": MessageDeltaEvent, "message_stop": MessageStopEvent, "ping": PingEvent,
+    "error": ErrorEvent,
+}
+
+
+class CountTokensResponse(BaseModel):
+    input_tokens: int = Field(ge=0)
+
+
+class ModelInfo(BaseModel):
+    type: Literal["model"]
+    id: str
+    display_name: str
+    created_at: str
+
+
+class ModelList(BaseModel):
+    data: list[ModelInfo]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
 
 
 def _location(loc: tuple[int | str, ...], data: Any) -> str:
