@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,7 +22,7 @@ from gateway.ids import id_new
 from gateway.ratelimit import ratelimit_check
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from gateway.tokencount import tokens_count
-from gateway.upstream import client_for, transport_error, upstream_error
+from gateway.upstream import client_for, response_or_pending, stream_not_sse, transport_error, upstream_error
 from inspector.live import live_publish
 from inspector.recorder import (
     ExchangeRecord,
@@ -33,6 +34,7 @@ from inspector.recorder import (
 )
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
+from translation.outputcap import CappedStream, message_capped
 from translation.schemas import (
     CountTokensRequest,
     MessagesRequest,
@@ -46,10 +48,15 @@ log = logging.getLogger(__name__)
 
 _PING = object()
 
+# Every exchange not yet finished (gateway.urls' operator status counts them): weak, so a
+# record leaves when its request is done with it, and one that never finishes shows as a leak.
+records_live: weakref.WeakValueDictionary[str, ExchangeRecord] = weakref.WeakValueDictionary()
+
 
 def _record_start(request: HttpRequest, endpoint: str) -> ExchangeRecord:
     record = ExchangeRecord(id=request.request_id, endpoint=endpoint,  # type: ignore[attr-defined]
                             capture=settings.INSPECTOR_CAPTURE)
+    records_live[record.id] = record
     record.client_request = {
         "method": request.method, "path": request.get_full_path(), "headers": headers_mask(request.headers),
     }
@@ -235,6 +242,7 @@ async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeReco
     if not isinstance(body, dict):
         raise ApiError(500, f"backend {route.backend.name} returned JSON that is not an object", source="backend")
     message, notes = adapter.response_translate(body=body, req=req, route=route, message_id=id_new("msg_"))
+    message, notes = message_capped(message, notes, max_tokens=req.max_tokens)  # a backend ignoring max_tokens
     record.notes.extend(n.as_dict() for n in notes)
     usage_merge(record.upstream_usage, body)
     record.status = 200
@@ -253,12 +261,15 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
     upstream = client.build_request("POST", call.url, content=json_bytes(call.body), headers=call.headers,
                                     extensions={"trace": _upstream_trace(record)})
     try:
-        resp = await client.send(upstream, stream=True)
+        # A backend silent beyond three ping intervals gets the client's stream started (pings).
+        resp, pending = await response_or_pending(client.send(upstream, stream=True), backend=route.backend.name,
+                                                  wait=3 * settings.STREAM_PING_SECONDS)
     except httpx.HTTPError as exc:
         raise transport_error(backend=route.backend.name, exc=exc) from None
-    record.mark("upstream_connected")
-    record.mark("upstream_headers")
-    if resp.status_code >= 300:
+    if not pending:  # (else the trace marks them when they happen)
+        record.mark("upstream_connected")
+        record.mark("upstream_headers")
+    if resp.status_code >= 300 or stream_not_sse(resp.headers):
         try:
             body = await resp.aread()
         except httpx.HTTPError:
@@ -268,8 +279,9 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
         record.mark("upstream_first_byte")
         record.upstream_response = {"status": resp.status_code, "body_raw": body}
         raise upstream_error(backend=route.backend.name, status=resp.status_code, body=body, headers=resp.headers)
-    translator = adapter.stream_translator(req=req, route=route, message_id=id_new("msg_"),
-                                           input_tokens=tokens_estimate(req))
+    translator = CappedStream(adapter.stream_translator(req=req, route=route, message_id=id_new("msg_"),
+                                                        input_tokens=tokens_estimate(req)),
+                              max_tokens=req.max_tokens)  # a backend ignoring max_tokens is cut
     response = _EventStreamResponse(_stream_relay(resp, translator, record, route),
                                     content_type="text/event-stream")
     response["cache-control"] = "no-cache"

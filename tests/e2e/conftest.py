@@ -7,6 +7,8 @@ runs on PostgreSQL (DATABASE_URL), so the end-to-end path is tested on both.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,6 +99,37 @@ class Gateway:
         return done.stdout
 
 
+_EXCHANGE_COLUMNS = ("status", "stream", "stop_reason", "error_type", "error_message", "disconnected", "valid",
+                     "output_tokens", "notes", "upstream_response", "client_response")
+
+
+def exchange_fetch(database_url: str, exchange_id: str) -> dict[str, Any] | None:
+    """The inspector's stored Exchange (the columns the fault tests check, JSON decoded), read
+    from a gateway's own database (SQLite or PostgreSQL) as an operator would; None if not stored."""
+    query = f"SELECT {', '.join(_EXCHANGE_COLUMNS)} FROM inspector_exchange WHERE id = %s"
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as conn:
+            row = conn.execute(query.replace("%s", "?"), (exchange_id,)).fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(database_url) as pg:
+            row = pg.execute(query, (exchange_id,)).fetchone()  # type: ignore[arg-type]
+    if row is None:
+        return None
+    found = dict(zip(_EXCHANGE_COLUMNS, row, strict=True))
+    for name in ("notes", "upstream_response", "client_response"):
+        if isinstance(found[name], str):
+            found[name] = json.loads(found[name])
+    for name in ("stream", "disconnected"):
+        found[name] = bool(found[name])
+    if found["valid"] is not None:
+        found["valid"] = bool(found["valid"])
+    return found
+
+
 @pytest.fixture(scope="session")
 def mock_backend() -> Iterator[MockServerThread]:
     with MockServerThread() as mock:
@@ -106,6 +140,7 @@ def mock_backend() -> Iterator[MockServerThread]:
 def gateway(mock_backend: MockServerThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("gateway")
     db_url, pg_name = _database_url(tmp)
+    refused_port = free_port()  # nothing listens there: the mock-refused backend
     config = tmp / "dragoman.yaml"
     config.write_text(f"""
 backends:
@@ -127,6 +162,10 @@ backends:
     base_url: {mock_backend.url}
     preset: openai
     read_timeout: 20
+  - name: mock-refused
+    base_url: http://127.0.0.1:{refused_port}/v1
+    preset: vllm
+    connect_timeout: 2
 routes:
   - model: claude-opus-4-6*
     backend: mock-anthropic
@@ -154,6 +193,8 @@ routes:
     upstream_model: mock-model
   - model: responses-*
     backend: mock-responses
+  - model: refused-*
+    backend: mock-refused
 keys:
   - name: e2e
     key: {E2E_KEY}
