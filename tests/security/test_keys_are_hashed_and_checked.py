@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -114,3 +115,31 @@ async def test_models_lists_only_what_the_key_may_use(key_make: KeyMake) -> None
     shown = await AsyncClient().get("/v1/models/qwen-coder", headers={"x-api-key": limited})
     assert shown.status_code == 200 and json.loads(shown.content)["id"] == "qwen-coder"
 
+
+
+async def test_last_use_is_written_by_the_inspector_writer_in_batches_not_per_request(
+        gateway_setup: str, upstream: Upstream, monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    from gateway import services
+    from inspector.recorder import recorder
+
+    touched: list[tuple[str, set[int]]] = []
+    real = services.apikeys_touch
+
+    def spy(*, key_ids: Any) -> None:
+        touched.append((threading.current_thread().name, set(key_ids)))
+        real(key_ids=key_ids)
+
+    monkeypatch.setattr(services, "apikeys_touch", spy)
+    settings.INSPECTOR_FLUSH_SECONDS = 1.0  # the five requests below land in one or two batches
+    upstream.handler = lambda request: httpx.Response(200, json=chat_completion())
+    for _ in range(5):
+        assert (await api_post(user_request(), key=KEY)).status_code == 200
+    assert await sync_to_async(recorder.flush)(10)
+    key = await ApiKey.objects.aget(name="tester")
+    assert key.last_used_at is not None
+    assert touched and {thread for thread, _ in touched} == {"inspector-writer"}
+    assert len(touched) < 5 and all(ids == {key.pk} for _, ids in touched)
