@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import os
+from typing import Any
+
 import orjson
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
@@ -7,6 +11,9 @@ from django.urls import path, re_path
 
 from gateway.api import api
 from gateway.errors import error_response, request_id_of
+from gateway.pipeline import records_live
+from gateway.upstream import pools_stats
+from inspector.recorder import recorder
 from translation.errors import ApiError
 
 
@@ -18,7 +25,39 @@ async def status(request: HttpRequest) -> HttpResponse:
 
 
 async def healthz(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(orjson.dumps({"status": "ok"}), content_type="application/json")
+    """``{"status": "ok"}``; with ``?verbose=1`` also this process's load and leak indicators
+    (``status_verbose``). No database query either way: it answers while the database is down."""
+    body: dict[str, Any] = {"status": "ok"}
+    if request.GET.get("verbose") not in (None, "", "0"):
+        body.update(status_verbose())
+    return HttpResponse(orjson.dumps(body), content_type="application/json")
+
+
+_RECORDER_COUNTERS = ("submitted", "persisted", "lost", "store_failed", "dropped", "skipped", "queued",
+                      "last_error_at")
+
+
+def status_verbose() -> dict[str, Any]:
+    """Counts only, cheap, nothing secret: exchanges in flight (started, not finished), asyncio
+    tasks on this loop, upstream connections per backend pool, the inspector's counters (its
+    error text stays in the admin: it may name database hosts) and the resident memory."""
+    stats = recorder.stats()
+    return {
+        "pid": os.getpid(),
+        "in_flight": sum(1 for record in list(records_live.values()) if "finished" not in record.timings),
+        "asyncio_tasks": len(asyncio.all_tasks()),
+        "upstream": pools_stats(),
+        "recorder": {name: stats.get(name) for name in _RECORDER_COUNTERS},
+        "rss_bytes": _rss_bytes(),
+    }
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as statm:  # Linux: pages
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 async def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
