@@ -552,7 +552,7 @@ def garbage(request: MockRequest) -> Script:
     )
 
 
-BINARY_JUNK = bytes(range(256)) * 4 + b"\x00\xff\xfe data: \x80\x81\n\n"
+BINARY_JUNK = bytes(range(256)) * 4 + b"\ndata: \x80\x81\xfe\x00{\n\n"
 HTML_PAGE = (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
              b"</center><hr><center>nginx</center></body></html>\n")
 
