@@ -59,12 +59,17 @@ def _drop_database(url: str, name: str) -> None:
 
 
 @contextmanager
-def daphne_serving(*, url: str, port: int, env: dict[str, str], log_path: Path) -> Iterator[None]:
-    """daphne serving the gateway (as ``make run`` does) until the block ends; ready at /healthz."""
+def daphne_serving(*, url: str, port: int, env: dict[str, str], log_path: Path,
+                   backlog: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """daphne serving the gateway (as ``make run`` does) until the block ends; ready at /healthz.
+    Yields the process (the load tests sample its memory). ``backlog``: the listen queue
+    (daphne's default is Twisted's 50, which a burst of new connections overflows)."""
+    bind = ["-b", "127.0.0.1", "-p", str(port)]
+    if backlog is not None:
+        bind = ["-e", f"tcp:port={port}:interface=127.0.0.1:backlog={backlog}"]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                 "gateway.asgi:application"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "daphne", *bind, "gateway.asgi:application"], cwd=REPO,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -76,7 +81,7 @@ def daphne_serving(*, url: str, port: int, env: dict[str, str], log_path: Path) 
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gateway did not start:\n" + log_path.read_text()[-3000:])
             time.sleep(0.1)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
