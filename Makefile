@@ -9,7 +9,7 @@ CLAUDE_CODE_VERSION ?= 2.1.329
 CLAUDE_CODE_DIR := .cache/claude-code
 CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
-.PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium screenshots
+.PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium screenshots bench bench-peers
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,36 @@ claude-code: $(CLAUDE_CODE_STAMP)
 # The real Claude Code CLI against the gateway (tests/cli); not part of `make test`.
 test-cli: install claude-code
 	$(VENV)/bin/pytest -m cli tests/cli
+
+# Benchmark (tests/bench, docs/performance.md): the mock backend, Dragoman under daphne (capture
+# full) and a load generator in its own process, all on loopback; results (JSON, Markdown, PNG)
+# in bench-results/. QUICK=1: a few requests per scenario. BENCH_ARGS: more flags, e.g.
+# "--update-docs" (rewrites the numbers in docs/performance.md) or "--only stream20".
+BENCH_FLAGS = $(if $(QUICK),--quick) $(BENCH_ARGS)
+LITELLM_VERSION ?= 1.109.1
+LITELLM_VENV := .cache/litellm-venv
+LITELLM_STAMP := $(LITELLM_VENV)/.installed-$(LITELLM_VERSION)
+
+bench: install
+	$(PY) -m tests.bench $(BENCH_FLAGS)
+
+# LiteLLM's proxy in its own venv. Where pip cannot resolve its pins (a PyPI mirror without
+# the newest certifi / litellm-proxy-extras, as on our CI box), uv installs it with those two
+# pins relaxed; the proxy runs without a database, so neither matters here.
+$(LITELLM_STAMP):
+	rm -rf $(LITELLM_VENV) && $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q 'litellm[proxy]==$(LITELLM_VERSION)' || { \
+	  echo "pip cannot resolve litellm[proxy]==$(LITELLM_VERSION) here: installing it with uv, certifi and litellm-proxy-extras pins relaxed"; \
+	  $(LITELLM_VENV)/bin/pip install -q uv && \
+	  printf 'certifi>=2025.1.31\nlitellm-proxy-extras>=0.4.100\n' > $(LITELLM_VENV)/overrides.txt && \
+	  $(LITELLM_VENV)/bin/uv pip install -q --python $(LITELLM_VENV)/bin/python \
+	    --override $(LITELLM_VENV)/overrides.txt 'litellm[proxy]==$(LITELLM_VERSION)'; }
+	$(LITELLM_VENV)/bin/python -c "import importlib.metadata as m; print('litellm', m.version('litellm'))"
+	touch $@
+
+# The same scenarios through LiteLLM too, alternating with Dragoman in every round.
+bench-peers: install $(LITELLM_STAMP)
+	$(PY) -m tests.bench --peers $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache
