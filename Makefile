@@ -9,7 +9,8 @@ CLAUDE_CODE_VERSION ?= 2.1.329
 CLAUDE_CODE_DIR := .cache/claude-code
 CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
-.PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium screenshots bench bench-peers
+.PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium screenshots bench bench-peers \
+	services test-load test-multi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +31,7 @@ typecheck: install
 	$(VENV)/bin/mypy gateway translation inspector
 
 pytest: install chromium
-	$(VENV)/bin/pytest -m "not cli"
+	$(VENV)/bin/pytest -m "not cli and not load and not multi"
 
 # The browser tests (tests/browser) drive Debian's chromium through Playwright; no browser is
 # downloaded. Installed here when missing and running as root; otherwise those tests skip with
@@ -42,6 +43,28 @@ chromium:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing and cannot be installed here: the browser tests will be skipped" >&2; fi; \
 	fi
+
+# 200 streaming clients for LOAD_SECONDS (a minute) against the mock backend, then again with a
+# tenth of them leaving mid-stream (tests/load): zero errors, flat memory, one exchange per request.
+# Not part of `make test`; CI runs it. `make test-load LOAD_SECONDS=5` for a quick look.
+LOAD_SECONDS ?= 60
+test-load: install
+	DRAGOMAN_LOAD_SECONDS=$(LOAD_SECONDS) DRAGOMAN_LOG_LEVEL=WARNING $(VENV)/bin/pytest -m load tests/load -s
+
+# Debian's PostgreSQL and Redis for the many-instances tests, installed when missing and running
+# as root; tests/multi starts (and removes) its own throwaway servers on free ports.
+services:
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; \
+	  else echo "PostgreSQL or redis-server is missing and cannot be installed here: make test-multi will skip" >&2; fi; \
+	fi
+
+# Two gateway instances on one PostgreSQL and one Redis (tests/multi): admin changes on one are
+# served by the other within about a second; the live tail on one shows the other's traffic.
+test-multi: install services
+	DRAGOMAN_LOG_LEVEL=WARNING $(VENV)/bin/pytest -m multi tests/multi -s
 
 # Refresh docs/screenshots/ (the README's pictures of the inspector) from the browser tests.
 screenshots: install chromium

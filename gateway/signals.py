@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 
@@ -19,6 +20,9 @@ def config_changed(sender: Any, **kwargs: Any) -> None:
     if not updated:
         ConfigStamp.objects.get_or_create(pk=1, defaults={"version": 1})
     snapshot.snapshot_invalidate()
+    # Again once the change is committed: a request in between may have rebuilt from the rows
+    # as they were before (the stamp check would catch that, but only after the interval).
+    transaction.on_commit(snapshot.snapshot_invalidate)
 
 
 for _model in (Backend, Route, ApiKey):

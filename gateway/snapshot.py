@@ -1,8 +1,8 @@
 """An in-process, immutable copy of the gateway's configuration, so requests never query the DB.
 
 The snapshot is rebuilt when this process changes the config (signals) and, for changes made
-by other instances, when the shared ``ConfigStamp`` version moves; that is checked off the
-request path at most every ``CONFIG_REFRESH_SECONDS``.
+by other instances, when the shared ``ConfigStamp`` version moves; that is checked (one small
+query) at most every ``CONFIG_REFRESH_SECONDS`` per process, see ``snapshot_get``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,18 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from translation.capabilities import Capabilities, capabilities_build
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KEY_PREFIX_LEN = 12
 
@@ -145,47 +149,75 @@ def snapshot_build() -> Snapshot:
 
 class _State:
     current: Snapshot | None = None
-    checked_at: float = 0.0
-    checking: asyncio.Task[None] | None = None
-    lock: asyncio.Lock | None = None
+    checked_at: float = 0.0  # when the last stamp check (or build) started, time.monotonic()
+    generation: int = 0  # bumped by snapshot_invalidate: a build that started earlier is not kept
+    refresh: asyncio.Task[Snapshot] | None = None
 
 
 _state = _State()
 
+# A check that takes longer (the database is slow or gone) is not waited for: requests go on
+# with the snapshot they have, and the check applies whatever it finds when it ends.
+CHECK_WAIT_SECONDS = 1.0
+
 
 def snapshot_invalidate() -> None:
+    _state.generation += 1
     _state.current = None
 
 
 async def snapshot_get() -> Snapshot:
+    """The config snapshot, checked against the shared ``ConfigStamp`` at most every
+    ``CONFIG_REFRESH_SECONDS``: one small query per process and interval, which the request that
+    finds the snapshot due waits for (with any others arriving meanwhile). So a change made
+    anywhere is served everywhere once the interval has passed, even by an instance that was idle
+    (a key revoked elsewhere is refused on the first request); other requests never wait."""
     current = _state.current
+    if current is not None and time.monotonic() - _state.checked_at < settings.CONFIG_REFRESH_SECONDS:
+        return current
+    loop = asyncio.get_running_loop()
+    refresh = _state.refresh
+    if refresh is None or refresh.get_loop() is not loop:
+        refresh = _state.refresh = loop.create_task(_refresh(current))
     if current is None:
-        return await _reload()
-    now = time.monotonic()
-    if now - _state.checked_at >= settings.CONFIG_REFRESH_SECONDS and _state.checking is None:
-        _state.checked_at = now
-        _state.checking = asyncio.ensure_future(_check_stamp(current.version))
-    return current
+        return await asyncio.shield(refresh)
+    await asyncio.wait({refresh}, timeout=CHECK_WAIT_SECONDS)
+    return _state.current or current
 
 
-async def _reload() -> Snapshot:
-    snap = await sync_to_async(snapshot_build, thread_sensitive=False)()
-    _state.current = snap
-    _state.checked_at = time.monotonic()
-    return snap
+async def _refresh(current: Snapshot | None) -> Snapshot:
+    """Rebuild when there is no snapshot or the stamp moved; the one refresh in flight per process."""
+    started, generation = time.monotonic(), _state.generation
+    try:
+        if current is not None:
+            try:
+                if await sync_to_async(_db_read, thread_sensitive=False)(_stamp_read) == current.version:
+                    _state.checked_at = started
+                    return current
+            except Exception:
+                log.exception("config refresh failed; serving the previous snapshot")
+                _state.checked_at = started
+                return current
+        snap = await sync_to_async(_db_read, thread_sensitive=False)(snapshot_build)
+        if generation == _state.generation:  # else it changed here meanwhile: the next request rebuilds
+            _state.current, _state.checked_at = snap, started
+        return snap
+    finally:
+        if _state.refresh is asyncio.current_task():
+            _state.refresh = None
+
+
+def _db_read(read: Callable[[], T]) -> T:
+    """Run ``read`` in an executor thread on a usable connection: one the database ended (an
+    outage, a restart) or past CONN_MAX_AGE is replaced first, instead of failing for ever."""
+    close_old_connections()
+    try:
+        return read()
+    finally:
+        close_old_connections()  # at CONN_MAX_AGE 0 (the default) the connection goes back now
 
 
 def _stamp_read() -> int:
     from gateway.models import ConfigStamp
 
     return ConfigStamp.objects.filter(pk=1).values_list("version", flat=True).first() or 0
-
-
-async def _check_stamp(version: int) -> None:
-    try:
-        if await sync_to_async(_stamp_read, thread_sensitive=False)() != version:
-            await _reload()
-    except Exception:
-        log.exception("config refresh failed; serving the previous snapshot")
-    finally:
-        _state.checking = None
