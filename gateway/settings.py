@@ -131,8 +131,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     if not DATABASES["default"].get("TEST"):
         DATABASES["default"]["TEST"] = {}
+# PostgreSQL: a connection pool per process (psycopg_pool, Django's "pool" option) instead of a new
+# connection for every admin request and config check; the size covers the inspector's writer,
+# the admin and the config checks (requests never query the database). 0: no pool. Behind
+# pgbouncer in transaction mode leave it at 0.
+DB_POOL_SIZE = envint("DRAGOMAN_DB_POOL_SIZE", 0)
+if DB_POOL_SIZE < 0:
+    raise ImproperlyConfigured("DRAGOMAN_DB_POOL_SIZE must not be negative")
+if DB_POOL_SIZE:
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DRAGOMAN_DB_POOL_SIZE needs PostgreSQL (DATABASE_URL=postgres://…)")
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE,
+                                                              "timeout": 10}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Redis: the channel layer that carries the inspector's live tail between instances.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {

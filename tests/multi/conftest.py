@@ -3,7 +3,7 @@
 ``instances`` starts a throwaway PostgreSQL and Redis (``tests/multi/services.py``), migrates,
 applies one ``dragoman.yaml`` (the mock backend, routes, keys), creates a staff user, and
 starts two daphne processes with the same DATABASE_URL and REDIS_URL and the default config
-refresh interval. ``AdminSession`` is a staff member's browser without the browser: real login
+refresh interval, one with a connection pool (DRAGOMAN_DB_POOL_SIZE) and one without. ``AdminSession`` is a staff member's browser without the browser: real login
 with CSRF, real change-form posts of everything the page shows, like a person saving a form.
 """
 
@@ -85,10 +85,12 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instances]:
                                   text=True, timeout=120)
             assert done.returncode == 0, done.stderr
         origins = []
-        for name in ("a", "b"):
+        # A (where the admin is used) pools its PostgreSQL connections, B opens them as needed.
+        for name, pool in (("a", "4"), ("b", "0")):
             port = free_port()
             origins.append(f"http://127.0.0.1:{port}")
-            stack.enter_context(daphne_serving(url=origins[-1], port=port, env=env, log_path=tmp / f"daphne-{name}.log"))
+            stack.enter_context(daphne_serving(url=origins[-1], port=port, env={**env, "DRAGOMAN_DB_POOL_SIZE": pool},
+                                               log_path=tmp / f"daphne-{name}.log"))
         yield Instances(a=origins[0], b=origins[1], db_url=db_url, redis_url=redis_url, mock=mock, env=env)
 
 
