@@ -260,6 +260,18 @@ def test_a_slow_first_byte_within_the_read_timeout_succeeds_and_the_stream_pings
 
 # -- leaks ----------------------------------------------------------------------------------------
 
+
+def test_the_verbose_health_check_counts_without_a_database_or_secrets(gateway: Gateway) -> None:
+    plain = httpx.get(f"{gateway.url}/healthz", timeout=5)
+    assert plain.json() == {"status": "ok"}
+    status = status_verbose(gateway)
+    assert set(status) == {"status", "pid", "in_flight", "asyncio_tasks", "upstream", "recorder", "rss_bytes"}
+    assert set(status["recorder"]) == {"submitted", "persisted", "lost", "store_failed", "dropped", "skipped",
+                                       "queued", "last_error_at"}  # no error text: it may name database hosts
+    assert all(set(pool) == {"open", "active", "idle"} for pool in status["upstream"].values())
+    assert gateway.key not in json.dumps(status) and "dgm_" not in json.dumps(status)
+
+
 LEAK_ROUNDS = 5
 SLOW = ("hang", "slow_first_byte")  # the timeouts: in the first and the last round only
 

@@ -242,9 +242,6 @@ def test_a_store_that_fails_costs_only_the_records_in_flight_and_new_ones_persis
     assert after["store_failed"] == during["store_failed"]
 
 
-@pytest.mark.xfail(os.environ.get("DATABASE_URL", "").startswith("postgres"), strict=False,
-                   reason="gateway.snapshot reads in executor threads whose connection stays broken after "
-                          "PostgreSQL ends it: every later config refresh fails ('the connection is closed')")
 def test_the_config_refresh_recovers_once_the_database_is_back(gateway: Gateway) -> None:
     with store_gone(gateway):
         time.sleep(1.1)  # past DRAGOMAN_CONFIG_REFRESH_SECONDS: the next request checks the config
