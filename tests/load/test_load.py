@@ -24,7 +24,7 @@ pytestmark = pytest.mark.load
 MiB = 1024 * 1024
 # Memory is flat when, after warm-up, the highest RSS of the last third of the run is at most
 # this much above the highest RSS of the first third.
-RSS_SLACK_BYTES = 24 * MiB
+RSS_SLACK_BYTES = 16 * MiB
 RSS_SLACK_RATIO = 0.10
 
 
