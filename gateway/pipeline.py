@@ -311,21 +311,24 @@ class _EventStreamResponse(StreamingHttpResponse):
 
 
 class _ChunksWithPings:
-    """Upstream byte chunks, with ``_PING`` whenever the backend stays silent for ``interval``.
+    """The upstream response's byte chunks, with ``_PING`` whenever the backend stays silent
+    for ``interval``.
 
-    A reader task per stream fills a small buffer; one timer per silent interval (re-armed from
-    the time of the latest chunk) wakes the relay for a ping. Per chunk this costs a future, not
-    a task and a timer as ``asyncio.wait(timeout=…)`` would (measured: the bulk of a relay's
-    overhead at 1,000 events).
+    A reader task per stream reads ahead into a small buffer while the relay translates and
+    sends, and one timer per silent interval, re-armed from the latest chunk, adds the pings:
+    per chunk that is a future, not a task and a timer as ``asyncio.wait(timeout=…)`` costs —
+    half the relay's CPU at 1,000 events (docs/performance.md). When the relay stops early (an
+    error event, a native ``message_stop``) the response is closed under the read in flight:
+    cancelling a read inside httpcore instead leaves its connection "active" in the pool for good.
     """
 
     _AHEAD = 64  # chunks read before the relay takes them; then the reader waits
 
-    def __init__(self, chunks: AsyncIterator[bytes], interval: float) -> None:
+    def __init__(self, resp: httpx.Response, interval: float) -> None:
         self._loop = asyncio.get_running_loop()
-        self._chunks = chunks
+        self._resp = resp
         self._interval = interval
-        self._buffer: deque[Any] = deque()
+        self._buffer: deque[Any] = deque()  # chunks and pings the relay has not taken yet
         self._error: BaseException | None = None
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None  # the relay, waiting for a chunk
@@ -336,7 +339,7 @@ class _ChunksWithPings:
 
     async def _read(self) -> None:
         try:
-            async for chunk in self._chunks:
+            async for chunk in self._resp.aiter_bytes():
                 self._buffer.append(chunk)
                 self._last = self._loop.time()
                 self._wake()
@@ -383,15 +386,19 @@ class _ChunksWithPings:
         return chunk
 
     async def aclose(self) -> None:
-        """Stop reading; a read in flight ends before the caller closes the upstream response."""
+        """Stop reading and close the upstream response; returns when the reader has ended."""
         self._timer.cancel()
         if not self._reader.done():
+            room = self._room
+            if room is not None and not room.done():
+                self._reader.cancel()  # parked on a full buffer, not reading
+            else:
+                await self._resp.aclose()  # the read in flight fails (and the reader ends) now
+            await asyncio.wait({self._reader}, timeout=5.0)
+        if not self._reader.done():
             self._reader.cancel()
-        await asyncio.wait({self._reader})
-
-
-def _chunks_with_pings(chunks: AsyncIterator[bytes], interval: float) -> _ChunksWithPings:
-    return _ChunksWithPings(chunks, interval)
+            await asyncio.wait({self._reader})
+        await self._resp.aclose()
 
 
 async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, record: ExchangeRecord,
@@ -402,7 +409,7 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
     upstream_log: list[list[Any]] = []
     client_log: list[list[Any]] = []
     decoder = SSEDecoder()
-    chunks = _chunks_with_pings(resp.aiter_bytes(), settings.STREAM_PING_SECONDS)
+    chunks = _ChunksWithPings(resp, settings.STREAM_PING_SECONDS)
     ended = False
     chunk_at = 0.0  # arrival of the latest upstream chunk
 
