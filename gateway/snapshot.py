@@ -152,6 +152,7 @@ class _State:
     checked_at: float = 0.0  # when the last stamp check (or build) started, time.monotonic()
     generation: int = 0  # bumped by snapshot_invalidate: a build that started earlier is not kept
     refresh: asyncio.Task[Snapshot] | None = None
+    refresh_started: float = 0.0
 
 
 _state = _State()
@@ -179,9 +180,13 @@ async def snapshot_get() -> Snapshot:
     refresh = _state.refresh
     if refresh is None or refresh.get_loop() is not loop:
         refresh = _state.refresh = loop.create_task(_refresh(current))
+        _state.refresh_started = time.monotonic()
     if current is None:
         return await asyncio.shield(refresh)
-    await asyncio.wait({refresh}, timeout=CHECK_WAIT_SECONDS)
+    # Nobody waits on a check that has already taken CHECK_WAIT_SECONDS (the database hangs).
+    wait = _state.refresh_started + CHECK_WAIT_SECONDS - time.monotonic()
+    if wait > 0:
+        await asyncio.wait({refresh}, timeout=wait)
     return _state.current or current
 
 
