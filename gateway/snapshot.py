@@ -194,16 +194,18 @@ async def _refresh(current: Snapshot | None) -> Snapshot:
     """Rebuild when there is no snapshot or the stamp moved; the one refresh in flight per process."""
     started, generation = time.monotonic(), _state.generation
     try:
-        if current is not None:
-            try:
-                if await sync_to_async(_db_read, thread_sensitive=False)(_stamp_read) == current.version:
-                    _state.checked_at = started
-                    return current
-            except Exception:
-                log.exception("config refresh failed; serving the previous snapshot")
+        try:
+            if current is not None and await sync_to_async(_db_read, thread_sensitive=False)(
+                    _stamp_read) == current.version:
                 _state.checked_at = started
                 return current
-        snap = await sync_to_async(_db_read, thread_sensitive=False)(snapshot_build)
+            snap = await sync_to_async(_db_read, thread_sensitive=False)(snapshot_build)
+        except Exception:
+            if current is None:
+                raise  # nothing to serve: the request fails (the error envelope, never a page)
+            log.exception("config refresh failed; serving the previous snapshot")
+            _state.checked_at = started
+            return current
         if generation == _state.generation:  # else it changed here meanwhile: the next request rebuilds
             _state.current, _state.checked_at = snap, started
         return snap
