@@ -322,7 +322,9 @@ class _ChunksWithPings:
     cancelling a read inside httpcore instead leaves its connection "active" in the pool for good.
     """
 
-    _AHEAD = 64  # chunks read before the relay takes them; then the reader waits
+    # Chunks read before the relay takes them; then the reader waits, so a client that stops
+    # reading stops the upstream reads too (as far as the server's send blocks).
+    _AHEAD = 8
 
     def __init__(self, resp: httpx.Response, interval: float) -> None:
         self._loop = asyncio.get_running_loop()
@@ -380,6 +382,12 @@ class _ChunksWithPings:
             await self._waiter
             self._waiter = None
         chunk = self._buffer.popleft()
+        if chunk is not _PING and self._buffer and self._buffer[0] is not _PING:
+            # Several chunks arrived while the relay was busy: one pass (and one send) for all.
+            parts = [chunk]
+            while self._buffer and self._buffer[0] is not _PING:
+                parts.append(self._buffer.popleft())
+            chunk = b"".join(parts)
         room = self._room
         if room is not None and not room.done():
             room.set_result(None)
@@ -390,14 +398,12 @@ class _ChunksWithPings:
         self._timer.cancel()
         if not self._reader.done():
             room = self._room
-            if room is not None and not room.done():
-                self._reader.cancel()  # parked on a full buffer, not reading
-            else:
-                await self._resp.aclose()  # the read in flight fails (and the reader ends) now
-            await asyncio.wait({self._reader}, timeout=5.0)
-        if not self._reader.done():
-            self._reader.cancel()
-            await asyncio.wait({self._reader})
+            if room is None or room.done():  # a read is in flight: it fails once the response closes
+                await self._resp.aclose()
+                await asyncio.wait({self._reader}, timeout=0.05)
+            if not self._reader.done():  # parked on a full buffer, or a stream that close does not end
+                self._reader.cancel()
+                await asyncio.wait({self._reader})
         await self._resp.aclose()
 
 
