@@ -43,7 +43,7 @@ def memory_growth(samples: list[tuple[float, int]]) -> tuple[int, int, str]:
 def assert_memory_flat(samples: list[tuple[float, int]]) -> None:
     first, last, trace = memory_growth(samples)
     allowed = max(RSS_SLACK_BYTES, int(first * RSS_SLACK_RATIO))
-    print(f"gateway RSS: first third max {first / MiB:.1f} MiB, last third max {last / MiB:.1f} MiB")
+    print(f"gateway RSS: first third max {first / MiB:.1f} MiB, last third max {last / MiB:.1f} MiB; {trace}")
     assert last - first <= allowed, f"gateway memory grew by {(last - first) / MiB:.1f} MiB; {trace}"
 
 
