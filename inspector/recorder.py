@@ -8,6 +8,7 @@ their truncation markers, summary columns, and retention (``inspector.retention`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -21,6 +22,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils.datastructures import CaseInsensitiveMapping
 
 from inspector.live import live_publish
 from translation.jsonbytes import json_bytes
@@ -35,6 +37,7 @@ CAPTURE_LEVELS = ("full", "metadata", "off")
 _SECRET_HEADER_WORDS = ("key", "auth", "token", "secret", "cookie", "password", "credential", "signature")
 
 
+@functools.lru_cache(maxsize=4096)  # header names repeat: every request pays one dict lookup each
 def _is_secret_header(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_HEADER_WORDS)
@@ -45,7 +48,9 @@ def secret_mask(value: str) -> str:
 
 
 def headers_mask(headers: Any) -> dict[str, str]:
-    return {k: (secret_mask(v) if _is_secret_header(k) else v) for k, v in headers.items()}
+    # Django's request.headers looks every key up again through items(); its store has the pairs.
+    pairs = headers._store.values() if isinstance(headers, CaseInsensitiveMapping) else headers.items()
+    return {k: (secret_mask(v) if _is_secret_header(k) else v) for k, v in pairs}
 
 
 # Shorter strings could be ordinary words; every real key is longer.
