@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from django.db import transaction
+from django.db import connection, transaction
 
 from gateway.models import ApiKey, Backend, BackendKind, Route
 from gateway.services import apikey_set_secret
@@ -171,9 +171,18 @@ def _assign(obj: Any, values: dict[str, Any]) -> list[str]:
     return changed
 
 
+# pg_advisory_xact_lock key: a constant used for nothing else ("drag").
+CONFIG_APPLY_LOCK = 0x64726167
+
+
 @transaction.atomic
 def config_apply(spec: ConfigSpec) -> list[str]:
     """Upsert everything in ``spec``; returns one line per created or changed row."""
+    if connection.vendor == "postgresql":
+        # Instances starting together with the same file apply it one at a time: the next finds
+        # the rows the first created (instead of an IntegrityError, or a route added twice).
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CONFIG_APPLY_LOCK])
     report: list[str] = []
     backends: dict[str, Backend] = {}
     for b in spec.backends:

@@ -160,9 +160,6 @@ def test_the_live_tail_of_one_instance_shows_traffic_served_by_the_other(
 ROWS = 150  # a config long enough that the instances' start-up transactions overlap
 
 
-@pytest.mark.xfail(strict=False, reason="gateway.config.config_apply races between processes: the instances that "
-                   "lose die at start-up with an IntegrityError (duplicate backend name); a PostgreSQL advisory "
-                   "lock in config_apply fixes it (see the many-instances report)")
 def test_instances_started_together_with_one_config_file_all_come_up_and_create_each_row_once(
     instances: Instances, tmp_path: Path,
 ) -> None:

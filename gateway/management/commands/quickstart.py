@@ -119,7 +119,10 @@ Claude Code:
                     self.stderr.write(f"the mock backend did not start on port {mock_port}")
             else:
                 self.stdout.write(f"Port {mock_port} is busy; assuming the mock backend already runs there.")
-        server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+        # backlog=1024: daphne's default listen queue (50) overflows when many clients connect at once.
+        interface = host.replace(":", r"\:")
+        server = subprocess.Popen([sys.executable, "-m", "daphne", "-e",
+                                   f"tcp:port={port}:interface={interface}:backlog=1024",
                                    "gateway.asgi:application"])
         children.append(server)
 
