@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {json_path}, {md_path}, {png_path}")
     if args.update_docs:
         docs_update(args.update_docs, table)
-        print(f"updated {args.update_docs}")
+        shutil.copyfile(png_path, args.update_docs.with_suffix(".png"))
+        print(f"updated {args.update_docs} and its chart")
     return 0
 
 
