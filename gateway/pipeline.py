@@ -432,6 +432,8 @@ async def _stream_relay(resp: httpx.Response, translator: StreamTranslator, reco
                 ended = True
                 if e["type"] == "error":
                     err = e.get("error", {})
+                    if record.secrets and isinstance(err.get("message"), str):  # a backend may echo its key
+                        err["message"] = secrets_redact(err["message"], record.secrets)
                     record.error_type = err.get("type", "")
                     record.error_message = err.get("message", "")
         return b"".join(sse_encode(e) for e in events)

@@ -24,6 +24,28 @@ _clients: dict[tuple[int, float], httpx.AsyncClient] = {}
 _names: dict[tuple[int, float], str] = {}  # the backend's name per pool, for pools_stats()
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that never stores: one client serves every user of a backend, so a cookie one
+    response sets (a load balancer's sticky session, a login) must never ride on another user's
+    request. It also skips httpx's per-response cookie parsing."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class BackendClient(httpx.AsyncClient):
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise AttributeError("backend clients keep no cookies")
+
+
 def client_for(backend: BackendInfo) -> httpx.AsyncClient:
     key = (backend.id, backend.updated)
     client = _clients.get(key)
@@ -33,7 +55,7 @@ def client_for(backend: BackendInfo) -> httpx.AsyncClient:
             _clients.pop(old)
             _names.pop(old, None)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-        client = httpx.AsyncClient(
+        client = BackendClient(
             transport=transport_factory(backend) or PooledTransport(limits=limits),
             timeout=httpx.Timeout(connect=backend.connect_timeout, read=backend.read_timeout,
                                   write=backend.read_timeout, pool=backend.connect_timeout),

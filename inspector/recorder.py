@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DataError, close_old_connections
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from inspector.live import live_publish
@@ -218,6 +218,20 @@ _REDACTED_COLUMNS = ("error_message", "validation_error", "client_request", "ups
                      "upstream_response", "client_response", "notes")
 
 
+_NUL_COLUMNS = (*_REDACTED_COLUMNS, "key_name", "client_model", "backend_name", "route", "upstream_model",
+                "stop_reason", "error_type", "timings", "usage", "upstream_usage")
+
+
+def _nul_replace(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\u2400")
+    if isinstance(value, dict):
+        return {_nul_replace(k): _nul_replace(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nul_replace(v) for v in value]
+    return value
+
+
 # Integers beyond 64 bits: orjson would read them as floats, so such bodies take the exact path.
 _LONG_INTEGER = re.compile(rb"\d{19}")
 
@@ -240,7 +254,7 @@ def _body_capped(raw: bytes, limit: int) -> dict[str, Any]:
                          "head": raw[:limit].decode("utf-8", "ignore")}}
     try:
         return {"body": _json_decode(raw)}
-    except (orjson.JSONDecodeError, ValueError):
+    except (orjson.JSONDecodeError, ValueError, RecursionError):  # RecursionError: json.loads, very deep
         return {"body_text": raw.decode("utf-8", "replace")}
 
 
@@ -368,13 +382,33 @@ class Recorder:
             close_old_connections()
             Exchange.objects.bulk_create(rows, ignore_conflicts=True)
             self.persisted += len(rows)
-        except Exception as exc:
+        except (DataError, ValueError):  # a row the store refuses (NUL on PostgreSQL) must not cost the others
+            self._write_one_by_one(rows)
+        except Exception as exc:  # the store is down, locked or slow: the whole batch is lost
             self._failed(len(rows), exc)
             return
         try:
             apikeys_touch(key_ids={r.key_id for r in batch if r.key_id is not None})
         except Exception:
             log.warning("inspector: could not update API keys' last use", exc_info=True)
+
+    def _write_one_by_one(self, rows: list[Any]) -> None:
+        from inspector.models import Exchange
+
+        for row in rows:
+            try:
+                Exchange.objects.bulk_create([row], ignore_conflicts=True)
+            except Exception:
+                # PostgreSQL refuses NUL in text and jsonb (a backend's junk, a client's "\u0000"):
+                # store the exchange with each NUL shown as U+2400 rather than lose it.
+                try:
+                    for name in _NUL_COLUMNS:
+                        setattr(row, name, _nul_replace(getattr(row, name)))
+                    Exchange.objects.bulk_create([row], ignore_conflicts=True)
+                except Exception as exc:
+                    self._failed(1, exc)
+                    continue
+            self.persisted += 1
 
     def _failed(self, count: int, exc: Exception) -> None:
         self.lost += count

@@ -510,6 +510,17 @@ def auth_echo_500(request: MockRequest) -> Script:
                        "internal_error")
 
 
+@scenario("auth_echo_stream")
+def auth_echo_stream(request: MockRequest) -> Script:
+    """Two text chunks, then an error chunk quoting the credentials it got (non-streamed: `auth_echo_500`)."""
+    if not request.stream:
+        return auth_echo_500(request)
+    body = orjson.dumps({"error": {"message": f"Upstream failed; request had {_credentials(request)}",
+                                   "type": "server_error", "code": 500}})
+    deltas = text_deltas(TEXT_REPLY, words_per_delta=2)[:2]
+    return Script(Completion(deltas, finish_reason=None), inject=((len(deltas), body),))
+
+
 def _credentials(request: MockRequest) -> str:
     return (f"Authorization: {request.headers.get('authorization', '')!r}, "
             f"x-api-key: {request.headers.get('x-api-key', '')!r}")

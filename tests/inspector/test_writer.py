@@ -132,3 +132,28 @@ async def test_stats_reports_every_counter(gateway_setup: str) -> None:
     stats = await sync_to_async(recorder_stats)()
     assert set(stats) >= {"started_at", "submitted", "persisted", "lost", "dropped", "skipped", "queued",
                           "pruned", "last_error", "last_error_at"}
+
+
+def test_a_record_the_store_refuses_costs_nobody_else_and_nul_characters_are_kept_visible() -> None:
+    """PostgreSQL refuses NUL in text and jsonb; a batch holding one such record used to be lost
+    whole. Here the batch persists: each NUL becomes U+2400 where the store cannot hold it."""
+    deep = b"[" * 5000 + b"1234567890123456789" + b"]" * 5000  # json.loads path, too deep: kept as text
+    records = [ExchangeRecord(id=f"req_nul_{n}", endpoint="messages") for n in range(3)]
+    records[0].client_request = {"headers": {}, "body_raw": b'{"messages": [{"content": "a\\u0000b"}]}'}
+    records[0].error_message = "junk \x00 from the backend"
+    records[1].client_request = {"headers": {}, "body_raw": deep}
+    records[2].client_request = {"headers": {}, "body_raw": b'{"ok": true}'}
+    before = recorder_stats()
+    for record in records:
+        record.status = 200
+        recorder.submit(record)
+    assert recorder.flush(timeout=10)
+    after = recorder_stats()
+    assert after["lost"] == before["lost"]
+    rows = {x.id: x for x in Exchange.objects.filter(id__startswith="req_nul_")}
+    assert set(rows) == {"req_nul_0", "req_nul_1", "req_nul_2"}
+    nul_text = rows["req_nul_0"].client_request["body"]["messages"][0]["content"]
+    assert nul_text in ("a\x00b", "a\u2400b")  # SQLite keeps NUL; PostgreSQL shows it as U+2400
+    assert rows["req_nul_0"].error_message in ("junk \x00 from the backend", "junk \u2400 from the backend")
+    assert rows["req_nul_1"].client_request["body_text"].startswith("[[[")
+    assert rows["req_nul_2"].client_request["body"] == {"ok": True}

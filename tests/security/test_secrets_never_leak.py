@@ -63,6 +63,7 @@ async def traffic() -> list[tuple[int, bytes, dict[str, str]]]:
         ("/v1/messages", ask("auth_echo_401"), by_bearer),
         ("/v1/messages", ask("auth_echo_401", stream=True), by_header),
         ("/v1/messages", ask("error_chunk", stream=True), by_header),
+        ("/v1/messages", ask("auth_echo_stream", stream=True), by_header),
         ("/v1/messages/count_tokens", {"model": "leak-test", "messages": [{"role": "user", "content": "hi"}]},
          by_header),
         ("/v1/messages", "{not json", by_header),
@@ -111,7 +112,7 @@ def test_no_secret_reaches_clients_logs_exchanges_or_admin_pages(
     caplog.set_level(logging.DEBUG)
     responses = async_to_sync(traffic)()
     statuses = [status for status, _, _ in responses]
-    assert statuses == [200, 200, 500, 500, 500, 500, 200, 200, 400, 401, 401, 405, 404], statuses
+    assert statuses == [200, 200, 500, 500, 500, 500, 200, 200, 200, 400, 401, 401, 405, 404], statuses
 
     # The backend really got its key and echoed it; the client saw only the masked form.
     sent = [r["headers"].get("authorization", "") for r in leaky_setup.requests]
