@@ -20,10 +20,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from gateway.snapshot import snapshot_watch_start  # noqa: E402
 from gateway.startup import startup  # noqa: E402
 from inspector.consumers import LiveTailConsumer  # noqa: E402
 
 startup()
+snapshot_watch_start()
 
 # The admin's CSS and JS are served by the gateway itself: one process, nothing else to deploy.
 # WebSockets carry the inspector's live tail only: the admin session authenticates them, and the

@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,6 +154,8 @@ class _State:
     generation: int = 0  # bumped by snapshot_invalidate: a build that started earlier is not kept
     refresh: asyncio.Task[Snapshot] | None = None
     refresh_started: float = 0.0
+    watcher: threading.Thread | None = None  # servers: checks the stamp so requests never wait
+    watcher_failing: bool = False
 
 
 _state = _State()
@@ -172,9 +175,12 @@ async def snapshot_get() -> Snapshot:
     ``CONFIG_REFRESH_SECONDS``: one small query per process and interval, which the request that
     finds the snapshot due waits for (with any others arriving meanwhile). So a change made
     anywhere is served everywhere once the interval has passed, even by an instance that was idle
-    (a key revoked elsewhere is refused on the first request); other requests never wait."""
+    (a key revoked elsewhere is refused on the first request); other requests never wait.
+    Under a server the watcher thread (``snapshot_watch_start``) does the checking instead, and
+    requests wait only for a rebuild after a change made in this process."""
     current = _state.current
-    if current is not None and time.monotonic() - _state.checked_at < settings.CONFIG_REFRESH_SECONDS:
+    if current is not None and (_state.watcher is not None
+                                or time.monotonic() - _state.checked_at < settings.CONFIG_REFRESH_SECONDS):
         return current
     loop = asyncio.get_running_loop()
     refresh = _state.refresh
@@ -212,6 +218,40 @@ async def _refresh(current: Snapshot | None) -> Snapshot:
     finally:
         if _state.refresh is asyncio.current_task():
             _state.refresh = None
+
+
+def snapshot_watch_start() -> None:
+    """Servers (``gateway.asgi``) check the shared stamp from a daemon thread twice per
+    ``CONFIG_REFRESH_SECONDS`` instead: no request ever waits on that query, and an idle instance
+    still picks up a change made elsewhere (a revoked key) within the interval."""
+    if _state.watcher is None:
+        _state.watcher = threading.Thread(target=_watch, name="dragoman-config-watch", daemon=True)
+        _state.watcher.start()
+
+
+def _watch() -> None:
+    while True:
+        time.sleep(settings.CONFIG_REFRESH_SECONDS / 2)
+        try:
+            _watch_once()
+        except Exception:
+            if not _state.watcher_failing:  # once per outage, not twice a second
+                log.exception("config watch failed; serving the previous snapshot until it succeeds")
+            _state.watcher_failing = True
+        else:
+            _state.watcher_failing = False
+
+
+def _watch_once() -> None:
+    current, generation, started = _state.current, _state.generation, time.monotonic()
+    if current is None:
+        return  # the next request builds it
+    if _db_read(_stamp_read) == current.version:
+        _state.checked_at = started
+        return
+    snap = _db_read(snapshot_build)
+    if generation == _state.generation:  # else it changed here meanwhile: the next request rebuilds
+        _state.current, _state.checked_at = snap, started
 
 
 def _db_read(read: Callable[[], T]) -> T:
