@@ -231,7 +231,7 @@ def snapshot_watch_start() -> None:
 
 def _watch() -> None:
     while True:
-        time.sleep(settings.CONFIG_REFRESH_SECONDS / 2)
+        time.sleep(max(settings.CONFIG_REFRESH_SECONDS / 2, 0.05))
         try:
             _watch_once()
         except Exception:
