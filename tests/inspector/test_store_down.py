@@ -244,7 +244,7 @@ def test_a_store_that_fails_costs_only_the_records_in_flight_and_new_ones_persis
 
 def test_the_config_refresh_recovers_once_the_database_is_back(gateway: Gateway) -> None:
     with store_gone(gateway):
-        time.sleep(1.1)  # past DRAGOMAN_CONFIG_REFRESH_SECONDS: the next request checks the config
+        time.sleep(1.1)  # past DRAGOMAN_CONFIG_REFRESH_SECONDS: the config watcher has tried (and failed)
         requests_while(gateway, 1, "config check while the database is gone")
         time.sleep(0.2)
     restored_at = len(gateway.log.read_text())
