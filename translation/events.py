@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
+
+from translation.errors import ApiError
+from translation.notes import RewriteNote
+
+Event = dict[str, Any]
+
+
+class StreamTranslator(Protocol):
+    """What every backend kind's stream translator offers: the relay and the output cap use it."""
+
+    notes: list[RewriteNote]
+
+    def start(self) -> list[Event]: ...
+    def feed(self, chunk: dict[str, Any]) -> list[Event]: ...
+    def finish(self) -> list[Event]: ...
+    def fail(self, error: ApiError) -> list[Event]: ...
+    @property
+    def upstream_finished(self) -> bool: ...
+    @property
+    def message(self) -> dict[str, Any]: ...
 
 
 def message_start(*, message_id: str, model: str, input_tokens: int) -> dict[str, Any]:

@@ -30,14 +30,13 @@ happened.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
 from translation.errors import ApiError
+from translation.events import Event, StreamTranslator
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.tokens import CHARS_PER_TOKEN
-
-Event = dict[str, Any]
 
 CHARS_PER_TOKEN_MAX = 6
 GRACE_CHARS = 1024
@@ -64,19 +63,6 @@ def _usage_capped(usage: Any, chars: int) -> dict[str, Any]:
     return usage
 
 
-class _Translator(Protocol):
-    notes: list[RewriteNote]
-
-    def start(self) -> list[Event]: ...
-    def feed(self, chunk: dict[str, Any]) -> list[Event]: ...
-    def finish(self) -> list[Event]: ...
-    def fail(self, error: ApiError) -> list[Event]: ...
-    @property
-    def upstream_finished(self) -> bool: ...
-    @property
-    def message(self) -> dict[str, Any]: ...
-
-
 class CappedStream:
     """A stream translator whose output ends at the limit: wraps any translator (``feed`` /
     ``finish`` / ``fail``, ``message``, ``notes``, ``upstream_finished``) and counts the
@@ -84,7 +70,7 @@ class CappedStream:
 
     __slots__ = ("_inner", "chars", "limit", "max_tokens", "notes", "tripped")
 
-    def __init__(self, inner: _Translator, *, max_tokens: int) -> None:
+    def __init__(self, inner: StreamTranslator, *, max_tokens: int) -> None:
         self._inner = inner
         self.notes = inner.notes  # the same list
         self.max_tokens = max_tokens

@@ -2,27 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from gateway.snapshot import RouteInfo
-from translation.errors import ApiError
+from translation.events import StreamTranslator
 from translation.notes import RewriteNote
 from translation.schemas import MessagesRequest
-
-Event = dict[str, Any]
-
-
-class StreamTranslator(Protocol):
-    notes: list[RewriteNote]
-
-    def start(self) -> list[Event]: ...
-    def feed(self, chunk: dict[str, Any]) -> list[Event]: ...
-    def finish(self) -> list[Event]: ...
-    def fail(self, error: ApiError) -> list[Event]: ...
-    @property
-    def upstream_finished(self) -> bool: ...
-    @property
-    def message(self) -> dict[str, Any]: ...
 
 
 @dataclass
