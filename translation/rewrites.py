@@ -10,6 +10,23 @@ from translation.notes import RewriteNote
 from translation.prefill import BILLING_HEADER_PREFIX
 from translation.schemas import Base64Source, ImageBlock, MessagesRequest, SearchResultBlock, UrlSource
 
+# Top-level request fields the OpenAI-style translators map; anything else (context_management,
+# cache_control, container, service_tier, ...) is not forwarded, with a note.
+MAPPED_FIELDS = frozenset({
+    "model", "max_tokens", "messages", "system", "metadata", "stop_sequences", "stream",
+    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "output_config",
+})
+
+IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
+
+# Anthropic effort -> the effort values OpenAI-style backends accept (most top out at "high").
+EFFORT_TO_OPENAI = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def fields_unmapped(req: MessagesRequest) -> list[str]:
+    """The top-level fields the client sent that no OpenAI-style translator maps."""
+    return sorted(k for k in req.model_fields_set | set(req.model_extra or {}) if k not in MAPPED_FIELDS)
+
 
 def system_texts(req: MessagesRequest, caps: Capabilities, notes: list[RewriteNote]) -> list[str]:
     """The non-empty system texts, without Claude Code's billing block where ``caps`` strips it."""

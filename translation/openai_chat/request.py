@@ -18,6 +18,9 @@ from translation.prefill import (
     prefill_trimmed,
 )
 from translation.rewrites import (
+    EFFORT_TO_OPENAI,
+    IMAGE_PLACEHOLDER,
+    fields_unmapped,
     image_url,
     search_result_text,
     system_message_rejected,
@@ -38,18 +41,6 @@ from translation.schemas import (
     ToolUseBlock,
 )
 from translation.thinking import ThinkingIntent, thinking_intent
-
-# Top-level request fields this module maps; anything else (context_management, cache_control,
-# container, service_tier, ...) is not forwarded.
-_MAPPED_FIELDS = frozenset({
-    "model", "max_tokens", "messages", "system", "metadata", "stop_sequences", "stream",
-    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "output_config",
-})
-
-IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
-
-# Anthropic effort -> the reasoning_effort values OpenAI-style backends accept.
-_EFFORT_TO_OPENAI = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
 class _Builder:
@@ -350,7 +341,7 @@ def _thinking_knob(intent: ThinkingIntent, caps: Capabilities, body: dict[str, A
                                      "The thinking budget has no equivalent here; only the switch is sent."))
         return
     if control == "reasoning_effort":
-        value = "none" if intent.enabled is False else _EFFORT_TO_OPENAI.get(effort or "", None)
+        value = "none" if intent.enabled is False else EFFORT_TO_OPENAI.get(effort or "", None)
         if value is None:
             return  # thinking on without a level: the backend's default level
         body["reasoning_effort"] = value
@@ -373,7 +364,7 @@ def _thinking_knob(intent: ThinkingIntent, caps: Capabilities, body: dict[str, A
     elif intent.budget is not None and not intent.effort:
         reasoning = {"max_tokens": intent.budget}
     elif effort:
-        reasoning = {"effort": _EFFORT_TO_OPENAI[effort]}
+        reasoning = {"effort": EFFORT_TO_OPENAI[effort]}
     else:
         reasoning = {"enabled": True}
     body["reasoning"] = reasoning
@@ -468,8 +459,7 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
         body["stream"] = True
         if caps.stream_usage:
             body["stream_options"] = {"include_usage": True}
-    dropped = sorted(k for k in req.model_fields_set | set(req.model_extra or {})
-                     if k not in _MAPPED_FIELDS)
+    dropped = fields_unmapped(req)
     if dropped:
         b.note("fields.drop", ",".join(dropped),
                f"Not forwarded (no Chat Completions equivalent): {', '.join(dropped)}.")

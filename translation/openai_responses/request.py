@@ -30,6 +30,9 @@ from translation.openai_responses.common import (
 )
 from translation.prefill import PREFILL_REWRITE_INSTRUCTION, prefill_trimmed
 from translation.rewrites import (
+    EFFORT_TO_OPENAI,
+    IMAGE_PLACEHOLDER,
+    fields_unmapped,
     image_url,
     search_result_text,
     system_message_rejected,
@@ -50,16 +53,6 @@ from translation.schemas import (
     ToolUseBlock,
 )
 from translation.thinking import ThinkingIntent, thinking_intent
-
-_MAPPED_FIELDS = frozenset({
-    "model", "max_tokens", "messages", "system", "metadata", "stop_sequences", "stream",
-    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "output_config",
-})
-
-IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
-
-# Anthropic effort -> Responses reasoning.effort (OpenAI tops out at "high" on most models).
-_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 # OpenAI limits safety_identifier to 64 characters; Claude Code's user_id is a long JSON string.
 _SAFETY_ID_MAX = 64
@@ -344,7 +337,7 @@ def _reasoning(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any],
     reasoning: dict[str, Any] = {}
     effort = intent.effort_or_budget
     if effort:
-        reasoning["effort"] = _EFFORTS[effort]
+        reasoning["effort"] = EFFORT_TO_OPENAI[effort]
     if caps.reasoning_summary != "none":
         reasoning["summary"] = caps.reasoning_summary
     if not reasoning:
@@ -417,7 +410,7 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
         body["include"] = ["reasoning.encrypted_content"]
     if req.stream:
         body["stream"] = True
-    dropped = sorted(k for k in req.model_fields_set | set(req.model_extra or {}) if k not in _MAPPED_FIELDS)
+    dropped = fields_unmapped(req)
     if dropped:
         b.note("fields.drop", ",".join(dropped), f"Not forwarded (no Responses equivalent): {', '.join(dropped)}.")
     body_extras_apply(body, caps, b.notes)
