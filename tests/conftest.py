@@ -19,12 +19,12 @@ import pytest
 from asgiref.sync import sync_to_async
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "claude-code"
+FIXTURES = REPO / "tests" / "fixtures" / "claude-code"
 KEY = "dgm_test_key_0123456789abcdef"
 
 
 def claude_code_fixture(name: str) -> dict[str, Any]:
-    """A request captured from Claude Code (../shared/fixtures/claude-code)."""
+    """A request captured from Claude Code (tests/fixtures/claude-code)."""
     matches = sorted(FIXTURES.glob(f"{name}*.json"))
     assert matches, f"no fixture {name} in {FIXTURES}"
     data: dict[str, Any] = json.loads(matches[0].read_text())

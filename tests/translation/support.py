@@ -17,8 +17,7 @@ from translation.capabilities import Capabilities, capabilities_build
 from translation.openai_chat import ChatStreamTranslator
 from translation.schemas import MessagesRequest
 
-# The repository lives beside shared/ (/work/main and /work/shared; CI clones the same way).
-CLAUDE_CODE_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "claude-code"
+CLAUDE_CODE_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "claude-code"
 
 
 def claude_code_body(name: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ PREFILL = [{"role": "user", "content": "Say hello world"}, {"role": "assistant",
 
 
 def recorded_stream(name: str) -> list[dict[str, Any]]:
-    """The events of a recorded stream Claude Code accepted (../shared/fixtures/claude-code)."""
+    """The events of a recorded stream Claude Code accepted (tests/fixtures/claude-code)."""
     text = (CLAUDE_CODE_FIXTURES / f"sse_{name}.accepted-by-claude-code.txt").read_text()
     return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
 
