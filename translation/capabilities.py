@@ -22,6 +22,7 @@ FOREIGN_THINKING_POLICIES = ("drop", "to_text")
 IMAGE_POLICIES = ("pass", "placeholder", "reject")
 REASONING_SUMMARIES = ("none", "auto", "concise", "detailed")
 TOKEN_COUNT_METHODS = ("estimate", "chat_tokenize", "llamacpp_tokenize", "native")
+STOP_SEQUENCE_SOURCES = ("backend", "llamacpp_verbose", "gateway")
 
 # Fields the prefill strategy sets: no drop_fields or extra_body may remove or change them.
 PROTECTED_BODY_FIELDS = ("continue_final_message", "add_generation_prompt")
@@ -39,6 +40,9 @@ class Capabilities:
     prefill_with_thinking: str = "allow"
     # Remove trailing whitespace from a prefill (Anthropic answers 400 to it).
     prefill_trim_whitespace: bool = False
+    # The backend puts the prefill back in front of its reply (llama.cpp's message.content):
+    # a reply that starts with the prefill has it removed, streamed and not.
+    prefill_echo: bool = False
     # -- reasoning and thinking (protocol.md §7.3, §9.1) --
     # Message fields the backend puts its reasoning text in, read in this order.
     reasoning_fields_in: tuple[str, ...] = ("reasoning_content", "reasoning")
@@ -62,6 +66,15 @@ class Capabilities:
     sampling_exclusive: bool = False
     # Ask for usage in streams (``stream_options.include_usage``).
     stream_usage: bool = True
+    # Who knows which stop sequence ended the output: the backend names it (vLLM ``stop_reason``,
+    # SGLang ``matched_stop``), llama.cpp names it in ``__verbose.stopping_word`` when asked, or
+    # nobody does and the gateway matches the sequences itself (not sent; the text is cut there).
+    stop_sequences: str = "backend"
+    # Tokens the model's context holds, prompt and output together (0: unknown). With a backend
+    # that counts exactly, max_tokens is clamped to what is left after the prompt.
+    context_window: int = 0
+    # Body field that carries a thinking budget (llama.cpp: thinking_budget_tokens; "" = none).
+    thinking_budget_field: str = ""
     # -- token counting (count_tokens) --
     # How count_tokens counts: the backend renders and tokenizes the translated request
     # (chat_tokenize: vLLM/SGLang messages+tools; llamacpp_tokenize: /apply-template then
@@ -122,6 +135,8 @@ FIELD_HELP: dict[str, str] = {
     "(llama.cpp answers 400 'Assistant response prefill is incompatible with enable_thinking'; "
     "thinking templates misfile the continuation), or reject.",
     "prefill_trim_whitespace": "Trim trailing whitespace from a prefill (Anthropic answers 400 to it).",
+    "prefill_echo": "The backend repeats the prefill at the start of its reply (llama.cpp's non-streamed "
+    "message.content): a reply that starts with it has it removed, streamed and not.",
     "reasoning_fields_in": "Response fields read as reasoning, in order (vLLM moved from "
     "reasoning_content to reasoning).",
     "reasoning_field_out": "Assistant-message field that carries replayed thinking; an empty value "
@@ -145,6 +160,13 @@ FIELD_HELP: dict[str, str] = {
     "top_k": "Forward top_k (OpenAI rejects unknown sampling fields).",
     "sampling_exclusive": "The backend rejects temperature and top_p together: top_p is dropped.",
     "stream_usage": "Send stream_options.include_usage so streams report token usage.",
+    "stop_sequences": "Which stop sequence ended the output: backend (vLLM stop_reason / SGLang matched_stop), "
+    "llamacpp_verbose (llama.cpp's __verbose.stopping_word, asked for per request), or gateway (not sent; the "
+    "gateway cuts the text at the first match and stops the backend).",
+    "context_window": "Tokens the model's context holds (prompt plus output; 0: unknown). With an exact "
+    "token_count, max_tokens is clamped to what the prompt leaves; shown in /v1/models as max_input_tokens.",
+    "thinking_budget_field": "Body field for the thinking budget (llama.cpp: thinking_budget_tokens); "
+    "empty: the budget is not sent.",
     "tool_choice": "tool_choice the backend accepts: full, no_required (any becomes auto), auto_only, "
     "or omit (never sent).",
     "parallel_tool_calls": "The backend accepts parallel_tool_calls (sent for disable_parallel_tool_use).",
@@ -167,11 +189,12 @@ FIELD_HELP: dict[str, str] = {
 
 # Admin form sections, in order: every field appears in exactly one group.
 FIELD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Prefill", ("prefill", "prefix_flag_name", "prefill_with_thinking", "prefill_trim_whitespace")),
+    ("Prefill", ("prefill", "prefix_flag_name", "prefill_with_thinking", "prefill_trim_whitespace",
+                 "prefill_echo")),
     ("Reasoning and thinking", ("reasoning_fields_in", "reasoning_field_out", "reasoning_replay",
-                                "reasoning_placeholder", "thinking_control")),
+                                "reasoning_placeholder", "thinking_control", "thinking_budget_field")),
     ("Output and sampling", ("max_tokens_field", "max_tokens_cap", "top_k", "sampling_exclusive",
-                             "stream_usage")),
+                             "stream_usage", "stop_sequences", "context_window")),
     ("Token counting", ("token_count", "tokenize_path")),
     ("Tools and content", ("tool_choice", "parallel_tool_calls", "images")),
     ("System prompt", ("strip_billing_header", "system_messages")),
@@ -192,6 +215,7 @@ CAPABILITY_CHOICES: dict[str, tuple[str, ...]] = {
     "images": IMAGE_POLICIES,
     "reasoning_summary": REASONING_SUMMARIES,
     "token_count": TOKEN_COUNT_METHODS,
+    "stop_sequences": STOP_SEQUENCE_SOURCES,
 }
 
 # One table: each preset says only where it differs from the defaults, and why (the README's
