@@ -164,6 +164,20 @@ def probe_report(request: HttpRequest, backend: Backend, result: ProbeResult) ->
         parts.append(result.error)
     level = messages.WARNING if result.error else messages.SUCCESS
     messages.add_message(request, level, " · ".join(parts))
+    if result.suggested_capabilities:
+        try:
+            current: Capabilities | None = backend.capabilities()
+        except CapabilityError:
+            current = None
+        items = []
+        for suggestion in result.suggested_capabilities:
+            now = "" if current is None else value_show(getattr(current, suggestion.name))
+            state = " (already set)" if now == value_show(suggestion.value) else f" (now {now})" if now else ""
+            items.append(f"{suggestion.name} = {value_show(suggestion.value)}{state}, because {suggestion.reason}")
+        on_top = f" on top of preset {result.suggested_preset}" if result.suggested_preset else ""
+        messages.info(request, f"Suggested capabilities for {backend.name}{on_top}: " + "; ".join(items))
+    for warning in result.warnings:
+        messages.warning(request, f"Backend {backend.name}: {warning}")
     messages.info(request, f"Evidence for {backend.name}: " + "; ".join(result.evidence))
 
 

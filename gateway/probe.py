@@ -11,6 +11,11 @@ Server fingerprints (each answered at the server root, the base URL without ``/v
     llama.cpp  GET /props            {"default_generation_settings": ..., "model_path": ...}
     Ollama     GET /api/version      {"version": "0.12.3"}
 
+Besides the preset it suggests single capability values the server states about itself (a
+context window, a text-only model) and warns about what only the server's operator can fix
+(a chat template that cannot render tools). A suggestion repeats nothing the suggested preset
+already holds, and each carries the answer that called for it.
+
 No Django here: the admin calls it through ``asgiref.sync.async_to_sync``.
 """
 
@@ -25,6 +30,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from translation.capabilities import CapabilityError, capabilities_build
+
 ANTHROPIC_VERSION = "2023-06-01"
 
 # Well-known API hosts and the preset that fits them.
@@ -36,6 +43,15 @@ HOST_PRESETS: dict[str, str] = {
     "openrouter.ai": "openrouter",
     "api.anthropic.com": "anthropic",
 }
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One capability value the server's answers call for, and what the server said."""
+
+    name: str
+    value: Any
+    reason: str
 
 
 @dataclass
@@ -50,6 +66,10 @@ class ProbeResult:
     suggested_preset: str | None = None
     # What was asked and what answered, one line each, in order.
     evidence: list[str] = field(default_factory=list)
+    # Capability values to set on top of suggested_preset (never one the preset already holds).
+    suggested_capabilities: list[Suggestion] = field(default_factory=list)
+    # What the gateway cannot work around: the server has to be started differently.
+    warnings: list[str] = field(default_factory=list)
     # Why the probe could not do its job (connect error, timeout, rejected key, ...); "" if none.
     error: str = ""
 
@@ -169,6 +189,7 @@ async def backend_probe(
         result.status = answer.status
         result.latency_ms = answer.latency_ms
         owners = _read_models(result, answer, models_url)
+        listing = answer.json if answer.status == 200 else None
 
         fingerprints: dict[str, _Answer] = {}
         cloud = preset_for_host(host)
@@ -181,6 +202,7 @@ async def backend_probe(
             fingerprints = dict(zip(paths, answers, strict=True))
 
     _identify(result, kind=kind, cloud=cloud, owners=owners, fingerprints=fingerprints)
+    _suggest(result, listing=listing, props=_json_object(fingerprints.get("/props")))
     return _redacted(result, api_key)
 
 
@@ -260,6 +282,96 @@ def _identify(result: ProbeResult, *, kind: str, cloud: str | None, owners: list
         result.evidence.append("no server fingerprint matched: keep the preset you chose (generic if unsure)")
 
 
+def _suggest(result: ProbeResult, *, listing: Any, props: dict[str, Any] | None) -> None:
+    """Fill suggested_capabilities and warnings; keep only values the suggested preset lacks."""
+    if result.suggested_preset == "llamacpp" and props is not None:
+        wanted = _llamacpp_suggestions(props)
+        result.warnings.extend(_llamacpp_warnings(props))
+    else:
+        wanted = _listing_suggestions(result, listing)
+    try:
+        preset = capabilities_build(preset=result.suggested_preset or "generic")
+    except CapabilityError:
+        preset = capabilities_build()
+    result.suggested_capabilities = [s for s in wanted if getattr(preset, s.name) != s.value]
+
+
+def _whole_number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+# llama.cpp's /props, as llama-server builds it in tools/server/server-context.cpp
+# (get_res_props; llama.cpp as vendored by llama-cpp-python 0.3.36):
+#   default_generation_settings.n_ctx   the context of one slot (what one request gets)
+#   modalities.vision                   a vision projector is loaded (--mmproj)
+#   chat_template_caps.supports_tools / supports_tool_calls
+#                                       the template renders tool definitions / tool calls
+#   build_info                          e.g. "b7000-1a2b3c4d"
+# /props has no field for --jinja (on by default in this build; --no-jinja turns it off and
+# then every request with tools answers "tools param requires --jinja flag"), so the probe
+# cannot warn about it; the template caps are computed either way.
+def _llamacpp_suggestions(props: dict[str, Any]) -> list[Suggestion]:
+    found: list[Suggestion] = []
+    settings = props.get("default_generation_settings")
+    n_ctx = _whole_number(settings.get("n_ctx")) if isinstance(settings, dict) else None
+    if n_ctx is not None:
+        found.append(Suggestion("context_window", n_ctx,
+                                f"GET /props: default_generation_settings.n_ctx is {n_ctx} "
+                                "(the context of one slot, which is what one request gets)"))
+    modalities = props.get("modalities")
+    if isinstance(modalities, dict) and modalities.get("vision") is False:
+        found.append(Suggestion("images", "placeholder",
+                                "GET /props: modalities.vision is false (no vision projector loaded: "
+                                "images become a text note instead of a failed request)"))
+    # tools/server/server-common.cpp reads reasoning_budget_tokens, falling back to
+    # thinking_budget_tokens, on every chat request (it applies to reasoning templates).
+    found.append(Suggestion("thinking_budget_field", "thinking_budget_tokens",
+                            "llama.cpp reads a per-request thinking_budget_tokens (alias "
+                            "reasoning_budget_tokens)"))
+    return found
+
+
+def _llamacpp_warnings(props: dict[str, Any]) -> list[str]:
+    caps = props.get("chat_template_caps")
+    if not isinstance(caps, dict):
+        return []
+    unable = [name for name in ("supports_tools", "supports_tool_calls") if caps.get(name) is False]
+    if not unable:
+        return []
+    said = ", ".join(f"{name} is false" for name in unable)
+    return [f"tools will not work: GET /props: chat_template_caps.{said}, so the chat template cannot "
+            "show the model its tools or its own tool calls. Start llama-server with --jinja and a "
+            "tool-capable template, e.g. --chat-template-file with a template from llama.cpp's "
+            "models/templates."]
+
+
+def _listing_suggestions(result: ProbeResult, listing: Any) -> list[Suggestion]:
+    """context_window from a model list's max_model_len.
+
+    vLLM's ModelCard carries it for every served model and LoRA adapter
+    (vllm/entrypoints/openai/protocol.py, ``ModelCard.max_model_len: Optional[int]``,
+    vllm-project/vllm commit 0052bed36509); a backend whose models differ gets none.
+    """
+    if not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
+        return []
+    lengths: dict[str, int] = {}
+    for entry in listing["data"]:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            length = _whole_number(entry.get("max_model_len"))
+            if length is not None:
+                lengths[entry["id"]] = length
+    if not lengths:
+        return []
+    if len(set(lengths.values())) > 1:
+        result.evidence.append("models differ in max_model_len ("
+                               + ", ".join(f"{m} {n}" for m, n in lengths.items())
+                               + "): set context_window on each route instead")
+        return []
+    [length] = set(lengths.values())
+    return [Suggestion("context_window", length,
+                       f"GET /v1/models: max_model_len is {length} for {', '.join(lengths)}")]
+
+
 def _shown(path: str, body: dict[str, Any]) -> dict[str, Any]:
     """The identifying keys of a fingerprint answer (a /props answer carries a whole chat template)."""
     keep = {"/version": ("version",), "/api/version": ("version",),
@@ -275,5 +387,9 @@ def _redacted(result: ProbeResult, secret: str) -> ProbeResult:
     result.error = _redact(result.error, secret)
     result.server = _redact(result.server, secret)
     result.evidence = [_redact(line, secret) for line in result.evidence]
+    result.warnings = [_redact(line, secret) for line in result.warnings]
+    result.suggested_capabilities = [
+        Suggestion(s.name, s.value, _redact(s.reason, secret)) for s in result.suggested_capabilities
+    ]
     result.models = [_redact(model, secret) for model in result.models]
     return result
