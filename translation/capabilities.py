@@ -235,10 +235,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sglang": {"prefill": "continue_final_message", "thinking_control": "enable_thinking",
                "prefill_with_thinking": "disable_thinking", "token_count": "chat_tokenize",
                "tokenize_path": "/v1/tokenize"},
-    # llama.cpp: a trailing assistant message is continued automatically (--prefill-assistant)
-    # but 400s with thinking on ("Assistant response prefill is incompatible with enable_thinking").
-    "llamacpp": {"prefill": "native", "thinking_control": "enable_thinking",
-                 "prefill_with_thinking": "disable_thinking", "token_count": "llamacpp_tokenize"},
+    # llama.cpp (checked against llama-server from llama-cpp-python 0.3.36, tools/server/
+    # server-common.cpp oaicompat_chat_params_parse and server-task.cpp, in make test-real): a
+    # trailing assistant message is continued (--prefill-assistant, on by default), but the reply
+    # puts the prefill back in front (non-streamed always, streamed unless continue_final_message
+    # is sent), so both are sent and the echo stripped; with thinking on it answers 400 "Assistant
+    # response prefill is incompatible with enable_thinking"; finish_reason says only "stop", the
+    # stop word and a full context are in __verbose when asked; thinking_budget_tokens is read.
+    "llamacpp": {"prefill": "continue_final_message", "prefill_echo": True, "thinking_control": "enable_thinking",
+                 "prefill_with_thinking": "disable_thinking", "token_count": "llamacpp_tokenize",
+                 "stop_sequences": "llamacpp_verbose", "thinking_budget_field": "thinking_budget_tokens"},
     # Ollama /v1: "reasoning" both ways; reasoning_effort switches thinking.
     "ollama": {"prefill": "native", "reasoning_field_out": "reasoning", "thinking_control": "reasoning_effort"},
     # OpenAI: no prefill, no reasoning text, max_completion_tokens, no top_k, reasoning_effort.

@@ -38,6 +38,8 @@ class ApiError(Exception):
 
     ``source`` says whose failure it is: ``"client"`` (fix the request), ``"backend"`` (the
     upstream refused or broke) or ``"transient"`` (retrying may help); the inspector records it.
+    ``body``: a native Anthropic backend's own error body, sent to the client byte for byte
+    instead of the envelope (Claude Code matches its wording to turn features off).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class ApiError(Exception):
         type: str | None = None,
         source: str = "client",
         retry_after: str | None = None,
+        body: bytes | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -55,6 +58,7 @@ class ApiError(Exception):
         self.type = type or error_type_for(status)
         self.source = source
         self.retry_after = retry_after
+        self.body = body
 
     def envelope(self, request_id: str | None = None) -> dict[str, object]:
         body: dict[str, object] = {

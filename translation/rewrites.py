@@ -23,6 +23,21 @@ IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
 EFFORT_TO_OPENAI = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
+def parallel_tools_disabled(req: MessagesRequest) -> bool:
+    """The client asked for at most one tool call (``tool_choice.disable_parallel_tool_use``).
+
+    Sent on as ``parallel_tool_calls: false`` where the backend takes it, but servers ignore it
+    (llama.cpp's template and parser decide: five tool_use blocks were seen against llama-server),
+    so the translators keep only the first tool call and note the rest.
+    """
+    choice = req.tool_choice
+    return bool(req.tools) and choice is not None and bool(choice.disable_parallel_tool_use)
+
+
+PARALLEL_DROP_DETAIL = ("Dropped a tool call: the client disabled parallel tool use "
+                        "(tool_choice.disable_parallel_tool_use), so a reply holds at most one.")
+
+
 def fields_unmapped(req: MessagesRequest) -> list[str]:
     """The top-level fields the client sent that no OpenAI-style translator maps."""
     return sorted(k for k in req.model_fields_set | set(req.model_extra or {}) if k not in MAPPED_FIELDS)

@@ -141,7 +141,10 @@ class ToolChoice(_Open):
 
 
 class ThinkingConfig(_Open):
-    type: Literal["enabled", "disabled", "adaptive"]
+    # "between_tools": think only between tool calls (anthropic-sdk-python 2.x
+    # ``thinking_config_between_tools_param.py``). ``display`` ("summarized" | "omitted") is kept
+    # as an extra field: omitted means thinking blocks carry a signature and no text.
+    type: Literal["enabled", "disabled", "adaptive", "between_tools"]
     budget_tokens: int | None = None
 
 
@@ -158,9 +161,11 @@ class MessagesRequest(_Open):
     metadata: Metadata | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
+    # Anthropic's ranges (Messages API reference: temperature and top_p 0.0-1.0, top_k >= 0);
+    # a value outside them is the client's 400 here, never a backend's guess.
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
@@ -323,6 +328,8 @@ class ModelInfo(BaseModel):
     id: str
     display_name: str
     created_at: str
+    # The route's context_window (prompt and output), when the operator or the probe set one.
+    max_input_tokens: int | None = Field(None, ge=1)
 
 
 class ModelList(BaseModel):

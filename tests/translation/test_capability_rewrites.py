@@ -10,7 +10,7 @@ from tests.translation.support import caps_make, request_make
 from translation.capabilities import PRESETS, CapabilityError, capabilities_build
 from translation.errors import ApiError
 from translation.openai_chat import build_request
-from translation.prefill import prefill_rewrite_prefix
+from translation.prefill import prefill_echo_prefix
 
 TOOLS = [{"name": "Bash", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}]
 PREFILL = [{"role": "user", "content": "Pick"}, {"role": "assistant", "content": "The answer is ("}]
@@ -171,7 +171,7 @@ def test_trailing_whitespace_is_trimmed_from_a_prefill_where_it_would_be_refused
     body, notes = build_request(req, caps_make(prefill_trim_whitespace=True), upstream_model="m")
     assert body["messages"][-1] == {"role": "assistant", "content": "The answer is"}
     assert rules(notes) == ["prefill.trim_whitespace"]
-    assert prefill_rewrite_prefix(req, caps_make("openai", prefill_trim_whitespace=True)) == "The answer is"
+    assert prefill_echo_prefix(req, caps_make("openai", prefill_trim_whitespace=True)) == "The answer is"
 
 
 def test_prefill_after_tool_results_continues_the_last_assistant_turn() -> None:

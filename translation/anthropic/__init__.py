@@ -1,8 +1,14 @@
 """Passthrough to native Anthropic Messages backends, with the rewrites of protocol.md §9.4."""
 
-from translation.anthropic.request import ANTHROPIC_VERSION, build_request, headers_build, tool_ids_map
+from translation.anthropic.request import (
+    ANTHROPIC_VERSION,
+    beta_fields_drop,
+    build_request,
+    headers_build,
+    tool_ids_map,
+)
 from translation.anthropic.response import translate_response
 from translation.anthropic.stream import AnthropicStreamRelay
 
-__all__ = ["ANTHROPIC_VERSION", "AnthropicStreamRelay", "build_request", "headers_build", "tool_ids_map",
+__all__ = ["ANTHROPIC_VERSION", "AnthropicStreamRelay", "beta_fields_drop", "build_request", "headers_build", "tool_ids_map",
            "translate_response"]

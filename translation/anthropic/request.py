@@ -351,14 +351,21 @@ def build_request(req: MessagesRequest, caps: Capabilities, *,
 
 def headers_build(client_headers: Mapping[str, str] | None,
                   caps: Capabilities) -> tuple[dict[str, str], list[RewriteNote]]:
-    """``anthropic-version`` and the ``anthropic-beta`` values this backend accepts (``caps.betas``)."""
+    """The client's ``anthropic-version`` (any version, unchanged) and its ``anthropic-beta``:
+    unchanged when the backend takes every beta (``caps.betas`` ``*``), else only the listed ones.
+
+    Claude Code's gateway protocol reference asks gateways to forward both unchanged; the
+    filter exists for Anthropic-compatible endpoints that refuse betas they do not know.
+    """
     lower = {k.lower(): v for k, v in (client_headers or {}).items()}
     headers = {"anthropic-version": lower.get("anthropic-version", "").strip() or ANTHROPIC_VERSION}
-    requested = list(dict.fromkeys(v.strip() for v in lower.get("anthropic-beta", "").split(",") if v.strip()))
+    sent = lower.get("anthropic-beta", "")
+    requested = list(dict.fromkeys(v.strip() for v in sent.split(",") if v.strip()))
     if "*" in caps.betas:
-        kept = requested
-    else:
-        kept = [b for b in requested if b in caps.betas]
+        if requested:
+            headers["anthropic-beta"] = sent
+        return headers, []
+    kept = [b for b in requested if b in caps.betas]
     notes = []
     if dropped := [b for b in requested if b not in kept]:
         notes.append(RewriteNote("betas.filter", "headers.anthropic-beta",
@@ -366,3 +373,28 @@ def headers_build(client_headers: Mapping[str, str] | None,
     if kept:
         headers["anthropic-beta"] = ",".join(kept)
     return headers, notes
+
+
+# Request fields that exist only under a beta (anthropic-sdk-python 2.x has them in
+# ``types/beta/message_create_params.py`` alone): a backend sent the field without its beta
+# refuses the whole request ("Extra inputs are not permitted").
+BETA_FIELDS = {"context_management": "context-management-", "mcp_servers": "mcp-client-"}
+
+
+def beta_fields_drop(body: dict[str, Any], client_headers: Mapping[str, str] | None,
+                     headers: Mapping[str, str]) -> list[RewriteNote]:
+    """Drop a beta-only field whose beta the client sent but ``headers_build`` filtered out.
+    A field sent without its beta is left alone: that is the client's contract with the backend."""
+    lower = {k.lower(): v for k, v in (client_headers or {}).items()}
+    requested = [b.strip() for b in lower.get("anthropic-beta", "").split(",")]
+    forwarded = [b.strip() for b in headers.get("anthropic-beta", "").split(",")]
+    notes = []
+    for name, prefix in BETA_FIELDS.items():
+        if name not in body:
+            continue
+        if any(b.startswith(prefix) for b in requested) and not any(b.startswith(prefix) for b in forwarded):
+            del body[name]
+            notes.append(RewriteNote("betas.field_drop", name,
+                                     f"Dropped {name}: its beta ({prefix}*) is not forwarded to this backend "
+                                     "(capability betas), and without it the backend rejects the field."))
+    return notes

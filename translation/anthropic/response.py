@@ -13,14 +13,12 @@ from typing import Any
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
 from translation.notes import RewriteNote
-from translation.prefill import prefill_rewrite_prefix
+from translation.prefill import PREFIX_STRIP_DETAIL, prefill_echo_prefix
 from translation.schemas import MessagesRequest
-
-PREFIX_NOTE_DETAIL = "The backend repeated the rewritten prefill; removed it from the reply."
 
 
 def prefix_strip_note() -> RewriteNote:
-    return RewriteNote("prefill.strip_repeated_prefix", "content", PREFIX_NOTE_DETAIL)
+    return RewriteNote("prefill.strip_repeated_prefix", "content", PREFIX_STRIP_DETAIL)
 
 
 def translate_response(body: dict[str, Any], caps: Capabilities, *, request: MessagesRequest,
@@ -32,7 +30,7 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     message["id"] = message_id
     message["model"] = request.model
     notes: list[RewriteNote] = []
-    prefix = prefill_rewrite_prefix(request, caps)
+    prefix = prefill_echo_prefix(request, caps)
     content: list[Any] = message["content"]
     first_text = next((k for k, b in enumerate(content) if isinstance(b, dict) and b.get("type") == "text"), None)
     if prefix and first_text is not None:

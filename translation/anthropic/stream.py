@@ -23,7 +23,7 @@ from translation.anthropic.response import prefix_strip_note
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
 from translation.notes import RewriteNote
-from translation.prefill import prefill_rewrite_prefix
+from translation.prefill import prefill_echo_prefix
 from translation.schemas import MessagesRequest
 
 Event = dict[str, Any]
@@ -61,7 +61,7 @@ class AnthropicStreamRelay:
         self._open: int | None = None  # upstream index of the open block
         self._shift = 0  # blocks dropped so far (client index = upstream index - shift)
         self._finished = False
-        self._prefix = prefill_rewrite_prefix(request, caps)
+        self._prefix = prefill_echo_prefix(request, caps)
         self._held: _Held | None = None
 
     # -- public API -------------------------------------------------------------------------

@@ -92,26 +92,34 @@ def usage_from_openai(usage: dict[str, Any] | None, *, input_tokens_estimate: in
 
 
 def stop_reason_decide(*, finishes: list[tuple[Any, Any]], tool_calls: bool, refused: bool,
-                       stop_sequences: list[str] | None) -> tuple[str, str | None]:
+                       stop_sequences: list[str] | None, context_full: bool = False,
+                       gateway_stop: str | None = None) -> tuple[str, str | None]:
     """Anthropic ``(stop_reason, stop_sequence)`` from every choice's finish.
 
     ``finishes`` holds ``(finish_reason, matched_stop)`` per choice, where ``matched_stop`` is
     vLLM's ``stop_reason`` or SGLang's ``matched_stop``. Precedence:
 
     1. refusal (``content_filter`` or a ``refusal`` message);
-    2. ``max_tokens`` on ``length`` — even when tool calls arrived: their arguments may be cut,
-       and running a truncated command is worse than telling the client the turn was cut;
-    3. ``tool_use`` iff a tool call was actually received (never from ``finish_reason`` alone:
+    2. ``stop_sequence`` when the gateway cut the text at one (``gateway_stop``: nothing after it
+       was kept, so no tool call either);
+    3. on ``length``: ``model_context_window_exceeded`` when the context filled up
+       (``context_full``: llama.cpp's ``truncated``, or prompt plus output reached the window),
+       else ``max_tokens`` — even when tool calls arrived: their arguments may be cut, and
+       running a truncated command is worse than telling the client the turn was cut. Claude
+       Code compacts on the first and asks to resume on the second;
+    4. ``tool_use`` iff a tool call was actually received (never from ``finish_reason`` alone:
        OpenAI and vLLM answer ``stop`` for a named tool_choice, vLLM can say ``tool_calls``
        with none);
-    4. ``stop_sequence`` when the matched stop string is one the client asked for;
-    5. ``end_turn``.
+    5. ``stop_sequence`` when the matched stop string is one the client asked for;
+    6. ``end_turn``.
     """
     reasons = {f for f, _ in finishes}
     if refused or "content_filter" in reasons:
         return "refusal", None
+    if gateway_stop is not None:
+        return "stop_sequence", gateway_stop
     if "length" in reasons:
-        return "max_tokens", None
+        return ("model_context_window_exceeded" if context_full else "max_tokens"), None
     if tool_calls:
         return "tool_use", None
     for reason, matched in finishes:
@@ -267,3 +275,26 @@ def json_close_suffix(text: str) -> str | None:
     except ValueError:
         return None
     return suffix if isinstance(value, dict) else None
+
+
+def llamacpp_verbose(chunk: dict[str, Any]) -> tuple[str | None, bool]:
+    """(stopping word, context truncated) from llama.cpp's ``__verbose`` object.
+
+    llama.cpp's chat completions say only ``finish_reason: "stop"`` for a stop word and
+    ``"length"`` for a full context; asked with ``verbose: true`` (and ``response_fields`` to keep
+    it small) its final result carries ``__verbose.stopping_word`` and ``__verbose.truncated``
+    (llama.cpp tools/server/server-task.cpp, ``to_json_non_oaicompat``, checked at the build in
+    llama-cpp-python 0.3.36).
+    """
+    verbose = chunk.get("__verbose")
+    if not isinstance(verbose, dict):
+        return None, False
+    word = verbose.get("stopping_word")
+    return (word if isinstance(word, str) and word else None), verbose.get("truncated") is True
+
+
+def context_full(usage: Any, context_window: int) -> bool:
+    """Prompt and output filled the model's context (``context_window`` known, usage reported)."""
+    if not context_window or not isinstance(usage, dict):
+        return False
+    return _int(usage.get("prompt_tokens")) + _int(usage.get("completion_tokens")) >= context_window

@@ -337,8 +337,7 @@ def _thinking_knob(intent: ThinkingIntent, caps: Capabilities, body: dict[str, A
         notes.append(RewriteNote("thinking.chat_template_kwargs", f"chat_template_kwargs.{key}",
                                  f"thinking {'on' if intent.enabled else 'off'} via chat_template_kwargs.{key}."))
         if intent.enabled and intent.budget is not None:
-            notes.append(RewriteNote("thinking.budget_not_sent", "thinking.budget_tokens",
-                                     "The thinking budget has no equivalent here; only the switch is sent."))
+            _thinking_budget(intent.budget, caps, body, notes)
         return
     if control == "reasoning_effort":
         value = "none" if intent.enabled is False else EFFORT_TO_OPENAI.get(effort or "", None)
@@ -370,6 +369,36 @@ def _thinking_knob(intent: ThinkingIntent, caps: Capabilities, body: dict[str, A
     body["reasoning"] = reasoning
     notes.append(RewriteNote("thinking.reasoning_object", "reasoning",
                              f"Sent reasoning: {json_bytes(reasoning).decode()}."))
+
+
+def _thinking_budget(budget: int, caps: Capabilities, body: dict[str, Any], notes: list[RewriteNote]) -> None:
+    field = caps.thinking_budget_field
+    if not field:
+        notes.append(RewriteNote("thinking.budget_not_sent", "thinking.budget_tokens",
+                                 "The thinking budget has no equivalent here (capability thinking_budget_field "
+                                 "is empty); only the switch is sent."))
+        return
+    body[field] = budget
+    notes.append(RewriteNote("thinking.budget", field, f"Thinking budget {budget} sent as {field}."))
+
+
+def _stop_sequences(req: MessagesRequest, caps: Capabilities, body: dict[str, Any],
+                    notes: list[RewriteNote]) -> None:
+    """``stop`` where the backend can say which sequence stopped it (capability stop_sequences)."""
+    if caps.stop_sequences == "llamacpp_verbose":
+        # llama.cpp names the stop word (and a full context) only in __verbose; response_fields
+        # keeps that object to three fields (tools/server/server-task.cpp, llama-cpp-python 0.3.36).
+        body["verbose"] = True
+        body["response_fields"] = ["stop_type", "stopping_word", "truncated"]
+    if not req.stop_sequences:
+        return
+    if caps.stop_sequences == "gateway":
+        notes.append(RewriteNote("stop_sequences.gateway", "stop_sequences",
+                                 "Not sent: the backend cannot say which sequence stopped it, so the gateway "
+                                 "matches them in the reply, cuts the text there and ends the turn "
+                                 "(capability stop_sequences=gateway)."))
+        return
+    body["stop"] = list(req.stop_sequences)
 
 
 def _thinking_resolve(b: _Builder, prefill: bool) -> ThinkingIntent:
@@ -436,8 +465,7 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
                "(capability max_tokens_cap).")
         max_tokens = caps.max_tokens_cap
     body[caps.max_tokens_field] = max_tokens
-    if req.stop_sequences:
-        body["stop"] = list(req.stop_sequences)
+    _stop_sequences(req, caps, body, b.notes)
     if req.temperature is not None:
         body["temperature"] = req.temperature
     if req.top_p is not None:

@@ -11,15 +11,19 @@ from translation.openai_chat.common import (
     body_error,
     chat_signature,
     content_text,
+    context_full,
     fatal_finish_error,
+    llamacpp_verbose,
     reasoning_read,
     stop_reason_decide,
     tool_id_make,
     tool_input_parse,
     usage_from_openai,
 )
-from translation.prefill import prefill_rewrite_prefix
+from translation.prefill import PREFIX_STRIP_DETAIL, prefill_echo_prefix
+from translation.rewrites import PARALLEL_DROP_DETAIL, parallel_tools_disabled
 from translation.schemas import MessagesRequest
+from translation.stops import StopScanner, stop_matched_detail
 
 
 def _index(choice: dict[str, Any]) -> int:
@@ -47,12 +51,16 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     finishes: list[tuple[Any, Any]] = []
     used_ids: set[str] = set()
     refused = False
-    prefix = prefill_rewrite_prefix(request, caps)
+    prefix = prefill_echo_prefix(request, caps)
+    scanner = StopScanner(request.stop_sequences if caps.stop_sequences == "gateway" else None)
+    one_tool = parallel_tools_disabled(request)
+    verbose_stop, truncated = llamacpp_verbose(body)
     for choice in choices:
         fatal = fatal_finish_error(choice.get("finish_reason"))
         if fatal is not None:
             raise fatal
-        finishes.append((choice.get("finish_reason"), choice.get("stop_reason", choice.get("matched_stop"))))
+        finishes.append((choice.get("finish_reason"),
+                         choice.get("stop_reason", choice.get("matched_stop")) or verbose_stop))
         message = choice.get("message")
         if not isinstance(message, dict):
             continue
@@ -68,11 +76,20 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
             if text.startswith(prefix):
                 text = text[len(prefix):]
                 notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
-                                         "The backend repeated the rewritten prefill; removed it from the reply."))
+                                         PREFIX_STRIP_DETAIL))
             prefix = ""
+        if text and scanner.stops:
+            text = scanner.feed(text) + scanner.flush()
         if text:
             texts.append({"type": "text", "text": text})
+        if scanner.matched is not None:
+            notes.append(RewriteNote("stop_sequences.matched", "content", stop_matched_detail(scanner.matched)))
+            break  # nothing after the stop sequence is part of the reply
         for k, call in enumerate(message.get("tool_calls") or []):
+            if one_tool and tools:
+                notes.append(RewriteNote("tool_call.drop_parallel", f"choices[{_index(choice)}].message.tool_calls[{k}]",
+                                         PARALLEL_DROP_DETAIL))
+                continue
             path = f"choices[{_index(choice)}].message.tool_calls[{k}]"
             function = call.get("function") if isinstance(call, dict) else None
             name = function.get("name") if isinstance(function, dict) else None
@@ -91,9 +108,10 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
                 "name": name,
                 "input": tool_input,
             })
-    stop_reason, stop_sequence = stop_reason_decide(
-        finishes=finishes, tool_calls=bool(tools), refused=refused, stop_sequences=request.stop_sequences)
     usage = body.get("usage")
+    stop_reason, stop_sequence = stop_reason_decide(
+        finishes=finishes, tool_calls=bool(tools), refused=refused, stop_sequences=request.stop_sequences,
+        context_full=truncated or context_full(usage, caps.context_window), gateway_stop=scanner.matched)
     if not isinstance(usage, dict):
         usage = None
         notes.append(RewriteNote("usage.missing", "usage", "The backend reported no usage; input tokens are estimated."))

@@ -25,15 +25,19 @@ from translation.openai_chat.common import (
     body_error,
     chat_signature,
     content_text,
+    context_full,
     fatal_finish_error,
+    llamacpp_verbose,
     reasoning_read,
     stop_reason_decide,
     tool_id_make,
     tool_input_parse,
     usage_from_openai,
 )
-from translation.prefill import prefill_rewrite_prefix
+from translation.prefill import PREFIX_STRIP_DETAIL, prefill_echo_prefix
+from translation.rewrites import PARALLEL_DROP_DETAIL, parallel_tools_disabled
 from translation.schemas import MessagesRequest
+from translation.stops import StopScanner, stop_matched_detail
 
 Event = dict[str, Any]
 
@@ -102,10 +106,18 @@ class ChatStreamTranslator:
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
         # prefill=rewrite: hold the first text until it is known whether it repeats the prefix.
-        self._prefix = prefill_rewrite_prefix(request, caps)
+        self._prefix = prefill_echo_prefix(request, caps)
         self._prefix_choice: int | None = None
         self._prefix_pos = 0
         self._prefix_held: list[str] = []
+        # stop_sequences=gateway: the live text runs through a scanner; a match ends the message.
+        self._scanner = StopScanner(request.stop_sequences) if caps.stop_sequences == "gateway" else None
+        # llama.cpp's __verbose (stop_sequences=llamacpp_verbose): the stop word and a full context.
+        self._verbose_stop: str | None = None
+        self._truncated = False
+        # disable_parallel_tool_use: tool calls after the first are dropped (servers ignore the flag).
+        self._one_tool = parallel_tools_disabled(request)
+        self._dropped_tools: set[tuple[int, int]] = set()
 
     # -- public API -----------------------------------------------------------------------
 
@@ -127,11 +139,19 @@ class ChatStreamTranslator:
         usage = chunk.get("usage")
         if isinstance(usage, dict):  # cumulative: the last one wins
             self._usage_raw = usage
+        if "__verbose" in chunk:
+            word, truncated = llamacpp_verbose(chunk)
+            self._verbose_stop = word or self._verbose_stop
+            self._truncated = self._truncated or truncated
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict):
                 error = self._choice(choice, out)
                 if error is not None:
                     return out + self.fail(error)
+                if self._scanner is not None and self._scanner.matched is not None:
+                    # The rest of the backend's output is not part of the reply: end the message
+                    # (the relay stops reading and closes the upstream stream).
+                    return out + self.finish()
         return out
 
     def finish(self) -> list[Event]:
@@ -140,7 +160,12 @@ class ChatStreamTranslator:
             return []
         out = self.start()
         self._prefix_release(out)
+        self._scan_release(out)
         self._close(out)
+        matched = self._scanner.matched if self._scanner is not None else None
+        if matched is not None:  # what came after the stop sequence is not part of the reply
+            self._held.clear()
+            self._pending.clear()
         for (ci, kind), parts in sorted(self._held.items(), key=lambda item: (item[0][0], item[0][1] == "text")):
             self._live_choice = ci
             self._block_delta(kind, ci, "".join(parts), out)
@@ -154,9 +179,14 @@ class ChatStreamTranslator:
                 self.notes.append(RewriteNote("tool_call.drop_nameless", f"tool_calls[{tool.key[1]}]",
                                               "Dropped a streamed tool call that never got a function name."))
         self._pending.clear()
+        if matched is not None:
+            self.notes.append(RewriteNote("stop_sequences.matched", "content", stop_matched_detail(matched)))
         self._stop_reason, self._stop_sequence = stop_reason_decide(
-            finishes=[self._finishes[k] for k in sorted(self._finishes)], tool_calls=self._tool_count > 0,
-            refused=self._refused, stop_sequences=self.request.stop_sequences)
+            finishes=[(reason, stop or self._verbose_stop) for reason, stop in
+                      (self._finishes[k] for k in sorted(self._finishes))],
+            tool_calls=self._tool_count > 0, refused=self._refused, stop_sequences=self.request.stop_sequences,
+            context_full=self._truncated or context_full(self._usage_raw, self.caps.context_window),
+            gateway_stop=matched)
         if self._usage_raw is None:
             self.notes.append(RewriteNote("usage.missing", "usage",
                                           "The backend reported no usage; input tokens are estimated."))
@@ -170,6 +200,7 @@ class ChatStreamTranslator:
             return []
         out = self.start()
         self._prefix_release(out)
+        self._scan_release(out)
         self._close(out)
         out.append({"type": "error", "error": {"type": error.type, "message": error.message}})
         self.error = error
@@ -180,7 +211,7 @@ class ChatStreamTranslator:
     def upstream_finished(self) -> bool:
         """Whether the backend said it was done (a ``finish_reason``); a stream that ends without
         one was cut off, whatever its transport said."""
-        return bool(self._finishes)
+        return bool(self._finishes) or (self._scanner is not None and self._scanner.matched is not None)
 
     @property
     def stop_reason(self) -> str | None:
@@ -275,6 +306,7 @@ class ChatStreamTranslator:
 
     def _reasoning(self, ci: int, text: str, out: list[Event]) -> None:
         self._prefix_release(out)
+        self._scan_release(out)
         self._block_delta("thinking", ci, text, out)
 
     def _text(self, ci: int, text: str, out: list[Event]) -> None:
@@ -285,7 +317,18 @@ class ChatStreamTranslator:
                 text = self._prefix_check(text, out)
                 if not text:
                     return
+        if self._scanner is not None and ci == (self._live_choice if self._live_choice is not None else ci):
+            if self._scanner.matched is not None:
+                return
+            text = self._scanner.feed(text)
+            if not text:
+                return
         self._block_delta("text", ci, text, out)
+
+    def _scan_release(self, out: list[Event]) -> None:
+        """Another block (or the end) comes: text held as a possible stop-sequence start is text."""
+        if self._scanner is not None and self._scanner.held and self._live_choice is not None:
+            self._block_delta("text", self._live_choice, self._scanner.flush(), out)
 
     # -- prefill=rewrite: strip a repeated prefix ----------------------------------------
 
@@ -303,7 +346,7 @@ class ChatStreamTranslator:
             return ""
         self._prefix_done()
         self.notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
-                                      "The backend repeated the rewritten prefill; removed it from the reply."))
+                                      PREFIX_STRIP_DETAIL))
         return text[len(head):]
 
     def _prefix_done(self) -> None:
@@ -332,6 +375,12 @@ class ChatStreamTranslator:
         key = (ci, index)
         tool = self._tools.get(key)
         if tool is None:
+            if self._one_tool and self._tools:
+                if key not in self._dropped_tools:
+                    self._dropped_tools.add(key)
+                    self.notes.append(RewriteNote("tool_call.drop_parallel", f"tool_calls[{index}]",
+                                                  PARALLEL_DROP_DETAIL))
+                return
             tool = self._tools[key] = _Tool(key)
             self._pending.append(tool)
         function = call.get("function")
@@ -358,6 +407,7 @@ class ChatStreamTranslator:
               and not any(other.key < tool.key for other in self._pending)):
             # Calls open in key order: a later call never overtakes an earlier one still waiting.
             self._prefix_release(out)
+            self._scan_release(out)
             self._tool_open(tool, out)
 
     def _tool_open(self, tool: _Tool, out: list[Event]) -> None:

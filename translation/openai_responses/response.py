@@ -15,8 +15,6 @@ from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import tool_input_parse
 from translation.openai_responses.common import (
-    PrefixStrip,
-    StopScanner,
     effective_caps,
     reasoning_signature,
     response_error,
@@ -25,8 +23,9 @@ from translation.openai_responses.common import (
     tool_id_from_call_id,
     usage_from_responses,
 )
-from translation.prefill import prefill_rewrite_prefix
+from translation.prefill import PREFIX_STRIP_DETAIL, PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
+from translation.stops import StopScanner
 
 
 def _texts(parts: Any, kind: str, key: str) -> list[str]:
@@ -57,7 +56,7 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     used_ids: set[str] = set()
     tools = 0
     refused = False
-    prefix = PrefixStrip(prefill_rewrite_prefix(request, effective_caps(caps)))
+    prefix = PrefixStrip(prefill_echo_prefix(request, effective_caps(caps)))
     scanner = StopScanner(request.stop_sequences)
     output = body.get("output")
     for k, item in enumerate(output if isinstance(output, list) else []):
@@ -85,7 +84,7 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
             if prefix.stripped:
                 prefix.stripped = False
                 notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
-                                         "The backend repeated the rewritten prefill; removed it from the reply."))
+                                         PREFIX_STRIP_DETAIL))
             if "".join(text):
                 content.append({"type": "text", "text": "".join(text)})
         elif kind == "function_call":

@@ -28,8 +28,6 @@ from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import tool_input_parse
 from translation.openai_responses.common import (
-    PrefixStrip,
-    StopScanner,
     effective_caps,
     error_from_responses,
     reasoning_signature,
@@ -38,8 +36,9 @@ from translation.openai_responses.common import (
     tool_id_from_call_id,
     usage_from_responses,
 )
-from translation.prefill import prefill_rewrite_prefix
+from translation.prefill import PREFIX_STRIP_DETAIL, PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
+from translation.stops import StopScanner
 from translation.tokens import CHARS_PER_TOKEN
 
 Event = dict[str, Any]
@@ -110,7 +109,7 @@ class ResponsesStreamTranslator:
         self._finished = False
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
-        self._prefix = PrefixStrip(prefill_rewrite_prefix(request, effective_caps(caps)))
+        self._prefix = PrefixStrip(prefill_echo_prefix(request, effective_caps(caps)))
         self._scanner = StopScanner(request.stop_sequences)
 
     # -- public API -----------------------------------------------------------------------
@@ -383,7 +382,7 @@ class ResponsesStreamTranslator:
             if self._prefix.stripped:
                 self._prefix.stripped = False
                 self.notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
-                                              "The backend repeated the rewritten prefill; removed it from the reply."))
+                                              PREFIX_STRIP_DETAIL))
 
     def _emit(self, item: _Item, kind: str, text: str, out: list[Event]) -> None:
         if not text:
