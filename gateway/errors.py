@@ -13,9 +13,8 @@ def request_id_of(request: HttpRequest) -> str | None:
 
 
 def error_response(error: ApiError, request_id: str | None) -> HttpResponse:
-    response = HttpResponse(
-        orjson.dumps(error.envelope(request_id)), status=error.status, content_type="application/json"
-    )
+    content = error.body if error.body is not None else orjson.dumps(error.envelope(request_id))
+    response = HttpResponse(content, status=error.status, content_type="application/json")
     if error.retry_after is not None:
         response["retry-after"] = error.retry_after
     if request_id:

@@ -193,6 +193,10 @@ async def _messages_serve(request: HttpRequest, record: ExchangeRecord) -> HttpR
 
 def _fail(record: ExchangeRecord, error: ApiError) -> HttpResponse:
     error.message = secrets_redact(error.message, record.secrets)  # a backend may echo its key
+    if error.body is not None:  # a native backend's own error body, forwarded as is unless it holds a secret
+        text = error.body.decode("utf-8", "replace")
+        if (redacted := secrets_redact(text, record.secrets)) != text:
+            error.body = redacted.encode()
     record.status, record.error_type, record.error_message = error.status, error.type, error.message
     record.mark("finished")
     recorder.submit(record)
@@ -516,7 +520,10 @@ async def _count_tokens_serve(request: HttpRequest, record: ExchangeRecord) -> H
 
 
 def _model_info(route: RouteInfo) -> dict[str, Any]:
-    return {"type": "model", "id": route.pattern, "display_name": route.pattern, "created_at": route.created_at}
+    info = {"type": "model", "id": route.pattern, "display_name": route.pattern, "created_at": route.created_at}
+    if route.capabilities.context_window > 0:  # Claude Code sizes its context from it
+        info["max_input_tokens"] = route.capabilities.context_window
+    return info
 
 
 async def models_list(request: HttpRequest, *, limit: int, after_id: str | None,

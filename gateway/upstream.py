@@ -128,22 +128,20 @@ def _anthropic_error(body: bytes) -> tuple[str, str] | None:
 def upstream_error(*, backend: str, status: int, body: bytes, headers: httpx.Headers) -> ApiError:
     """Map a non-2xx backend answer to what the client sees (map by status, not vendor strings).
 
-    A native Anthropic backend's own error (its envelope) reaches the client with Anthropic's
-    type and message unchanged, except for 401/403, which concern the gateway's credentials.
+    A native Anthropic backend's own error (its envelope) reaches the client unmodified, status
+    and body bytes: Claude Code's gateway protocol reference (code.claude.com/docs/en/
+    llm-gateway-protocol) asks for it, because Claude Code matches the wording to turn features
+    off. 401/403 are the exception: they concern the gateway's credentials, not the client's.
     """
-    anthropic = _anthropic_error(body) if status not in (401, 403) else None
+    anthropic = _anthropic_error(body) if status >= 400 and status not in (401, 403) else None
     if anthropic is not None:
         error_type, message = anthropic
-        retry_after = headers.get("retry-after")
-        if status == 429 or error_type == "rate_limit_error":
-            return ApiError(429, message, type=error_type, source="transient", retry_after=retry_after)
-        if status in (503, 529) or error_type == "overloaded_error":
-            return ApiError(529, message, type="overloaded_error", source="transient", retry_after=retry_after)
-        if status in (408, 504):
-            return ApiError(504, message, type=error_type, source="transient")
-        if 400 <= status < 500:
-            return ApiError(status, message, type=error_type, source="client")
-        return ApiError(500, message, type=error_type, source="backend")
+        if status == 429 or status in (408, 503, 504, 529) or error_type in ("rate_limit_error", "overloaded_error"):
+            source = "transient"
+        else:
+            source = "client" if 400 <= status < 500 else "backend"
+        return ApiError(status, message, type=error_type, source=source, retry_after=headers.get("retry-after"),
+                        body=body)
     if status < 300:  # a stream request answered with a page or a JSON body (stream_not_sse)
         content_type = headers.get("content-type", "")
         return ApiError(500, f"backend {backend} answered a stream request with {content_type}, not an event "

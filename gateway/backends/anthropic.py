@@ -7,7 +7,13 @@ from typing import Any
 
 from gateway.backends.base import BackendAdapter, StreamTranslator, UpstreamCall
 from gateway.snapshot import RouteInfo
-from translation.anthropic import AnthropicStreamRelay, build_request, headers_build, translate_response
+from translation.anthropic import (
+    AnthropicStreamRelay,
+    beta_fields_drop,
+    build_request,
+    headers_build,
+    translate_response,
+)
 from translation.notes import RewriteNote
 from translation.schemas import MessagesRequest
 
@@ -26,6 +32,7 @@ class AnthropicAdapter(BackendAdapter):
                    client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
         body, notes = build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model)
         headers, header_notes = self.headers(route, stream=req.stream, client_headers=client_headers)
+        header_notes += beta_fields_drop(body, client_headers, headers)
         return UpstreamCall(url=f"{route.backend.base_url}/messages", body=body, headers=headers,
                             notes=notes + header_notes)
 

@@ -10,5 +10,5 @@ from translation.anthropic.request import (
 from translation.anthropic.response import translate_response
 from translation.anthropic.stream import AnthropicStreamRelay
 
-__all__ = ["ANTHROPIC_VERSION", "AnthropicStreamRelay", "beta_fields_drop", "build_request", "headers_build", "tool_ids_map",
-           "translate_response"]
+__all__ = ["ANTHROPIC_VERSION", "AnthropicStreamRelay", "beta_fields_drop", "build_request", "headers_build",
+           "tool_ids_map", "translate_response"]

@@ -302,6 +302,11 @@ class _Builder:
         body["tools"] = tools
         if choice is None:
             return
+        if choice.type == "tool" and not any(t["name"] == choice.name for t in tools):
+            # It named a server tool dropped above: the backend would refuse an unknown function.
+            self.note("tool_choice.drop", "tool_choice",
+                      f"Dropped tool_choice: the tool it names ({choice.name!r}) is not sent.")
+            return
         self.tool_choice(choice.type, choice.name, body)
         if choice.disable_parallel_tool_use and "tools" in body:
             if self.caps.parallel_tool_calls:
@@ -315,13 +320,16 @@ class _Builder:
             "auto": "auto", "any": "required", "none": "none"}[kind]
         tool_choice_apply(kind, mapped, body, self.caps, self.notes)
 
-def _reasoning(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any], notes: list[RewriteNote]) -> None:
+def _reasoning(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any], notes: list[RewriteNote], *,
+               display: Any = None) -> None:
     """``thinking`` / ``output_config.effort`` -> ``reasoning: {effort, summary}``.
 
     thinking_control ``none`` sends nothing; any other value turns the Responses knob. Thinking
     off is ``effort: "none"`` (gpt-5.1 and later, vLLM; older reasoning models reject it: set
     thinking_control=none for them). Thinking on asks for a summary per ``reasoning_summary``,
-    so the client gets thinking text.
+    so the client gets thinking text, unless ``thinking.display`` is ``"omitted"``: then no summary
+    is asked for and the reasoning items come back as thinking blocks with a signature and no
+    text, which is what Anthropic returns for it.
     """
     if intent.enabled is None and intent.effort is None:
         return
@@ -338,7 +346,11 @@ def _reasoning(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any],
     effort = intent.effort_or_budget
     if effort:
         reasoning["effort"] = EFFORT_TO_OPENAI[effort]
-    if caps.reasoning_summary != "none":
+    if display == "omitted":
+        notes.append(RewriteNote("thinking.display_omitted", "thinking.display",
+                                 "thinking.display omitted: no reasoning summary asked for; thinking blocks carry "
+                                 "only their signature."))
+    elif caps.reasoning_summary != "none":
         reasoning["summary"] = caps.reasoning_summary
     if not reasoning:
         return
@@ -399,7 +411,8 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
                    "metadata.user_id is longer than 64 characters: sent its SHA-256 as safety_identifier.")
         body["safety_identifier"] = user_id
     b.tools(body)
-    _reasoning(thinking_intent(req, b.notes), caps, body, b.notes)
+    _reasoning(thinking_intent(req, b.notes), caps, body, b.notes,
+               display=(req.thinking.model_extra or {}).get("display") if req.thinking is not None else None)
     fmt = (req.output_config or {}).get("format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
         body["text"] = {"format": {"type": "json_schema", "name": "output", "schema": fmt["schema"], "strict": True}}
