@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,10 +23,15 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from gateway.mockbackend import MockServerThread
+from gateway.mockbackend.scenarios import MAX_MODEL_LEN
 from gateway.models import Backend
-from gateway.probe import backend_probe, preset_for_host, server_root
+from gateway.probe import ProbeResult, backend_probe, preset_for_host, server_root
+from translation.capabilities import capabilities_build
 
 SECRET = "sk-probe-secret-0123456789"
+# GET /props captured from a real llama-server (tests/fixtures/llamacpp/README.md says which
+# build and how it was started): the suggestions are read from the shape llama.cpp really sends.
+LLAMACPP_PROPS = Path(__file__).parents[1] / "fixtures" / "llamacpp" / "props.json"
 
 
 @dataclass
@@ -212,6 +219,133 @@ def test_host_rules_match_hosts_not_substrings() -> None:
     assert server_root("http://llama:8080") == "http://llama:8080"
 
 
+# -- capability suggestions -------------------------------------------------------------------
+
+
+def llamacpp_props(**changes: Any) -> dict[str, Any]:
+    """The captured /props body, with top-level keys replaced (a dict value merges one level)."""
+    props: dict[str, Any] = json.loads(LLAMACPP_PROPS.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(props.get(key), dict):
+            props[key] = {**props[key], **value}
+        else:
+            props[key] = value
+    return props
+
+
+def answering(routes: dict[str, Any]) -> httpx.MockTransport:
+    """A server answering JSON bodies by path (404 otherwise)."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = routes.get(request.url.path)
+        return httpx.Response(404, json={"error": "not found"}) if body is None else httpx.Response(200, json=body)
+    return httpx.MockTransport(answer)
+
+
+async def probe_llamacpp(props: dict[str, Any]) -> ProbeResult:
+    # llama-server's /v1/models entry (get_res_model_info): owned_by "llamacpp", meta.n_ctx.
+    listing = {"object": "list", "data": [{"id": props["model_alias"], "object": "model", "owned_by": "llamacpp",
+                                           "meta": {"n_ctx": props["default_generation_settings"]["n_ctx"]}}]}
+    return await backend_probe(base_url="http://llama:8080/v1", kind="openai_chat",
+                               transport=answering({"/v1/models": listing, "/props": props}))
+
+
+def suggested(result: ProbeResult) -> dict[str, Any]:
+    return {s.name: s.value for s in result.suggested_capabilities}
+
+
+def with_suggestions(result: ProbeResult) -> Any:
+    """What the backend would run with: the suggested preset plus the suggested values."""
+    assert result.suggested_preset is not None
+    return capabilities_build(preset=result.suggested_preset, overrides=suggested(result))
+
+
+async def test_llamacpp_props_give_the_slot_context_an_image_placeholder_and_the_thinking_budget_field() -> None:
+    props = llamacpp_props()
+    result = await probe_llamacpp(props)
+
+    assert result.suggested_preset == "llamacpp"
+    caps = with_suggestions(result)
+    assert caps.context_window == props["default_generation_settings"]["n_ctx"]
+    assert caps.images == "placeholder"
+    assert caps.thinking_budget_field == "thinking_budget_tokens"
+    reasons = {s.name: s.reason for s in result.suggested_capabilities}
+    assert "default_generation_settings.n_ctx" in reasons["context_window"]
+    assert "modalities.vision is false" in reasons["images"]
+
+
+async def test_suggestions_never_repeat_a_value_the_suggested_preset_already_holds() -> None:
+    result = await probe_llamacpp(llamacpp_props())
+    preset = capabilities_build(preset="llamacpp")
+    assert result.suggested_capabilities
+    assert all(getattr(preset, s.name) != s.value for s in result.suggested_capabilities)
+
+
+async def test_a_llamacpp_vision_model_keeps_images_passing() -> None:
+    result = await probe_llamacpp(llamacpp_props(modalities={"vision": True}))
+    assert "images" not in suggested(result)
+    assert with_suggestions(result).images == "pass"
+
+
+async def test_the_llamacpp_build_is_reported_as_the_server() -> None:
+    props = llamacpp_props()
+    result = await probe_llamacpp(props)
+    assert props["build_info"] and result.server == f"llama.cpp {props['build_info']}"
+    assert any(props["build_info"] in line for line in result.evidence if "/props" in line)
+
+
+async def test_a_template_that_cannot_render_tools_warns_that_tools_will_not_work_and_how_to_fix_it() -> None:
+    result = await probe_llamacpp(llamacpp_props(chat_template_caps={"supports_tools": False}))
+    [warning] = result.warnings
+    assert "tools will not work" in warning and "supports_tools is false" in warning
+    assert "--jinja" in warning and "--chat-template-file" in warning and "models/templates" in warning
+
+
+async def test_a_template_that_renders_tools_gives_no_warning() -> None:
+    result = await probe_llamacpp(llamacpp_props(chat_template_caps={"supports_tools": True,
+                                                                     "supports_tool_calls": True}))
+    assert result.warnings == []
+
+
+async def test_an_older_llamacpp_without_modalities_or_caps_gets_no_guess() -> None:
+    props = llamacpp_props()
+    del props["modalities"], props["chat_template_caps"]
+    result = await probe_llamacpp(props)
+    assert "images" not in suggested(result) and result.warnings == []
+    assert "context_window" in suggested(result)
+
+
+# vLLM's /v1/models as its ModelCard serialises (vllm/entrypoints/openai/protocol.py at
+# vllm-project/vllm 0052bed36509): a base model and a LoRA adapter share max_model_len.
+def vllm_models(*cards: tuple[str, int | None]) -> dict[str, Any]:
+    return {"object": "list", "data": [
+        {"id": model, "object": "model", "created": 1760000000, "owned_by": "vllm", "root": "Qwen/Qwen3-8B",
+         "parent": None, "max_model_len": length, "permission": []} for model, length in cards]}
+
+
+async def probe_vllm(listing: dict[str, Any]) -> ProbeResult:
+    return await backend_probe(base_url="http://vllm:8000/v1", kind="openai_chat",
+                               transport=answering({"/v1/models": listing, "/version": {"version": "0.11.0"}}))
+
+
+async def test_vllm_suggests_the_context_window_its_model_list_states() -> None:
+    result = await probe_vllm(vllm_models(("Qwen/Qwen3-8B", 40960), ("qwen-lora", 40960)))
+    assert result.suggested_preset == "vllm"
+    [suggestion] = result.suggested_capabilities
+    assert (suggestion.name, suggestion.value) == ("context_window", 40960)
+    assert "max_model_len is 40960" in suggestion.reason
+
+
+async def test_models_of_different_lengths_suggest_no_context_window_for_the_whole_backend() -> None:
+    result = await probe_vllm(vllm_models(("Qwen/Qwen3-8B", 40960), ("small", 8192)))
+    assert "context_window" not in suggested(result)
+    assert any("differ in max_model_len" in line for line in result.evidence)
+
+
+async def test_a_model_list_without_max_model_len_suggests_nothing() -> None:
+    result = await probe_vllm(vllm_models(("Qwen/Qwen3-8B", None)))
+    assert result.suggested_capabilities == [] and result.warnings == []
+
+
 # -- failures become messages ------------------------------------------------------------------
 
 
@@ -278,6 +412,27 @@ def test_the_probe_action_reports_models_server_and_preset_without_the_key(
     assert "mock-demo" in page
     assert "suggested preset vllm (current: generic)" in page
     assert SECRET not in page
+
+
+def test_the_probe_action_shows_each_suggested_capability_with_its_reason(
+    staff: Client, vllm_like: MockServerThread,
+) -> None:
+    backend = Backend.objects.create(name="gpu-box", base_url=vllm_like.url, preset="vllm")
+    page = probe_action(staff, backend)
+    assert (f"Suggested capabilities for gpu-box on top of preset vllm: context_window = {MAX_MODEL_LEN} "
+            f"(now 0), because GET /v1/models: max_model_len is {MAX_MODEL_LEN}") in page
+
+
+def test_the_probe_action_shows_llamacpp_warnings_and_marks_values_already_set(
+    staff: Client, scripted: list[ScriptedServer],
+) -> None:
+    props = llamacpp_props(chat_template_caps={"supports_tools": False})
+    server = serve(scripted, {"/v1/models": models_list(props["model_alias"], owned_by="llamacpp"),
+                              "/props": Reply(200, json.dumps(props).encode())})
+    backend = Backend.objects.create(name="cpu-box", base_url=server.url, preset="llamacpp", cap_images="placeholder")
+    page = probe_action(staff, backend)
+    assert "images = placeholder (already set), because GET /props: modalities.vision is false" in page
+    assert "Backend cpu-box: tools will not work" in page and "--chat-template-file" in page
 
 
 def test_the_probe_action_reports_a_dead_backend_and_a_rejected_key_as_messages(
