@@ -10,7 +10,7 @@ CLAUDE_CODE_DIR := .cache/claude-code
 CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
 .PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium screenshots bench bench-peers \
-	services test-load test-multi
+	services test-load test-multi anthropic-sdks
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,22 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy gateway translation inspector
 
-pytest: install chromium
+pytest: install chromium anthropic-sdks
 	$(VENV)/bin/pytest -m "not cli and not load and not multi"
+
+# The Anthropic Python SDK releases tests/e2e/test_sdk_versions.py drives the gateway with, each
+# in its own venv under .cache/ (keyed by version): the last 0.x (anthropic-version 2023-06-01,
+# temperature/top_k parameters) and the newest 2.x (anthropic-version 2026-10-21, no sampling
+# parameters). Keep the list equal to SDK_VERSIONS in that test.
+ANTHROPIC_SDK_VERSIONS ?= 0.125.0 2.16.0
+ANTHROPIC_SDK_STAMPS := $(foreach v,$(ANTHROPIC_SDK_VERSIONS),.cache/anthropic-sdk-$(v)/.installed)
+
+.cache/anthropic-sdk-%/.installed:
+	rm -rf .cache/anthropic-sdk-$* && $(PYTHON) -m venv .cache/anthropic-sdk-$*
+	.cache/anthropic-sdk-$*/bin/pip install -q 'anthropic==$*'
+	touch $@
+
+anthropic-sdks: $(ANTHROPIC_SDK_STAMPS)
 
 # The browser tests (tests/browser) drive Debian's chromium through Playwright; no browser is
 # downloaded. Installed here when missing and running as root; otherwise those tests skip with
