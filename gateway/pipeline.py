@@ -22,7 +22,7 @@ from gateway.errors import error_response
 from gateway.ids import id_new
 from gateway.ratelimit import ratelimit_check
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
-from gateway.tokencount import tokens_count
+from gateway.tokencount import tokens_count, upstream_call_count
 from gateway.upstream import client_for, response_or_pending, stream_not_sse, transport_error, upstream_error
 from inspector.live import live_publish
 from inspector.recorder import (
@@ -214,6 +214,44 @@ def _upstream_prepare(req: MessagesRequest, route: RouteInfo,
     return adapter, call, client_for(route.backend)
 
 
+# The prompt count before a call (context_window clamp): a local tokenize is milliseconds; a
+# backend slower than this is sent the request unclamped rather than keep the client waiting.
+PROMPT_COUNT_TIMEOUT_SECONDS = 2.0
+
+
+async def _window_fit(call: UpstreamCall, route: RouteInfo, record: ExchangeRecord) -> int | None:
+    """Clamp the output limit to what the prompt leaves of the model's context window.
+
+    Only where both are known exactly: ``context_window`` set and a backend that tokenizes the
+    translated request (``chat_tokenize``, ``llamacpp_tokenize``). Returns the prompt count (it is
+    also the exact ``message_start`` input count), or None. A prompt that fills the window alone
+    is answered as Anthropic does, 400 "prompt is too long", before the backend is asked.
+    """
+    caps = route.capabilities
+    if not caps.context_window or caps.token_count not in ("chat_tokenize", "llamacpp_tokenize"):
+        return None
+    try:
+        count = await asyncio.wait_for(upstream_call_count(call, route), PROMPT_COUNT_TIMEOUT_SECONDS)
+    except (ApiError, httpx.HTTPError, orjson.JSONDecodeError, TimeoutError) as exc:
+        record.notes.append({"rule": "context_window.count_failed", "path": "max_tokens",
+                             "detail": f"The prompt could not be counted ({type(exc).__name__}); "
+                                       "max_tokens was sent unclamped."})
+        return None
+    if not count:
+        return None
+    room = caps.context_window - count
+    if room < 1:
+        raise ApiError(400, f"prompt is too long: {count} tokens > {caps.context_window} maximum")
+    field = caps.max_tokens_field
+    asked = call.body.get(field)
+    if isinstance(asked, int) and asked > room:
+        call.body[field] = room
+        record.notes.append({"rule": "max_tokens.context_window", "path": field,
+                             "detail": f"max_tokens {asked} does not fit: the prompt is {count} tokens of a "
+                                       f"{caps.context_window}-token context window; sent {room}."})
+    return count
+
+
 def _upstream_trace(record: ExchangeRecord) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
     """httpcore's trace hook: when a connection is ready and the request starts going out, and
     when the response's status and headers arrived (MockTransport calls no hooks: marked after)."""
@@ -227,6 +265,7 @@ def _upstream_trace(record: ExchangeRecord) -> Callable[[str, dict[str, Any]], A
 
 async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponse:
     adapter, call, client = _upstream_prepare(req, route, record)
+    await _window_fit(call, route, record)
     try:
         resp = await client.post(call.url, content=json_bytes(call.body), headers=call.headers,
                                  extensions={"trace": _upstream_trace(record)})
@@ -263,6 +302,7 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
     """Send the upstream request and wait for its status: failures before the first byte are real
     HTTP errors (SDKs retry those), failures after it become ``event: error``."""
     adapter, call, client = _upstream_prepare(req, route, record)
+    prompt_tokens = await _window_fit(call, route, record)
     upstream = client.build_request("POST", call.url, content=json_bytes(call.body), headers=call.headers,
                                     extensions={"trace": _upstream_trace(record)})
     try:
@@ -285,7 +325,7 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
         record.upstream_response = {"status": resp.status_code, "body_raw": body}
         raise upstream_error(backend=route.backend.name, status=resp.status_code, body=body, headers=resp.headers)
     translator = CappedStream(adapter.stream_translator(req=req, route=route, message_id=id_new("msg_"),
-                                                        input_tokens=tokens_estimate(req)),
+                                                        input_tokens=prompt_tokens or tokens_estimate(req)),
                               max_tokens=req.max_tokens)  # a backend ignoring max_tokens is cut
     response = _EventStreamResponse(_stream_relay(resp, translator, record, route),
                                     content_type="text/event-stream")

@@ -114,3 +114,14 @@ async def tokens_count(req: CountTokensRequest, route: RouteInfo, *,
             return TokenCount(count, method, exact=True)
         detail = f"{method} answered without a count"
     return TokenCount(tokens_estimate(req), "estimate", exact=False, detail=detail)
+
+
+async def upstream_call_count(call: UpstreamCall, route: RouteInfo) -> int | None:
+    """The backend's exact count of the prompt of an upstream call already built (before it is
+    sent), where ``token_count`` tokenizes through the backend; None where it cannot."""
+    method = route.capabilities.token_count
+    if method == "llamacpp_tokenize":
+        return await _llamacpp_tokenize(call, route)
+    if method == "chat_tokenize":
+        return await _chat_tokenize(call, route)
+    return None

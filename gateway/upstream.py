@@ -14,6 +14,7 @@ import orjson
 
 from gateway.snapshot import BackendInfo
 from gateway.upstream_pool import PooledTransport
+from translation.backend_errors import backend_error_reclassify
 from translation.errors import ApiError
 
 # Tests swap this to put an httpx.MockTransport under every backend client.
@@ -146,7 +147,14 @@ def upstream_error(*, backend: str, status: int, body: bytes, headers: httpx.Hea
         content_type = headers.get("content-type", "")
         return ApiError(500, f"backend {backend} answered a stream request with {content_type}, not an event "
                              f"stream: {_upstream_message(body)}", source="backend")
-    message = f"backend {backend} answered {status}: {_upstream_message(body)}"
+    detail = _upstream_message(body)
+    if status in (400, 413, 422, 500):
+        reclassified = backend_error_reclassify(detail)  # the client's request, worded as Anthropic does
+        if reclassified is not None:
+            if reclassified.message == detail:
+                reclassified.message = f"backend {backend} cannot serve this request: {detail}"
+            return reclassified
+    message = f"backend {backend} answered {status}: {detail}"
     if status == 429:
         return ApiError(429, message, source="transient", retry_after=headers.get("retry-after"))
     if status in (503, 529):

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from translation.backend_errors import backend_error_reclassify
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
 from translation.signature import signature_mint
@@ -145,6 +146,9 @@ def error_from_openai(error: Any) -> ApiError:
     if isinstance(code, str) and code.isdigit():
         code = int(code)
     status = code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else 502
+    reclassified = backend_error_reclassify(str(message))
+    if reclassified is not None:
+        return reclassified
     return ApiError(status, f"backend error: {message}", source="backend")
 
 
