@@ -64,6 +64,9 @@ class Completion:
     # mid-generation does.
     finish_reason: str | None = "stop"
     stop_reason: str | int | None = None  # vLLM's matched stop string / token id (§7.3)
+    # The choice field that carries `stop_reason`: "stop_reason" (vLLM), "matched_stop" (SGLang),
+    # or "" for a server that never says which stop matched (Ollama).
+    stop_field: str = "stop_reason"
     completion_tokens: int | None = None  # default: estimated from the deltas
     cached_tokens: int | None = None  # sets usage.prompt_tokens_details.cached_tokens
 
@@ -685,8 +688,9 @@ def stream_error_then_ok(request: MockRequest) -> Script:
 
 @scenario("context_limit")
 def context_limit(request: MockRequest) -> Script:
-    """vLLM's context check: 400 when prompt tokens + the requested output tokens exceed
-    MAX_MODEL_LEN (as vLLM's serving layer rejects it, before generating); else `text`."""
+    """Older vLLM's context check: 400 when prompt tokens + the requested output tokens exceed
+    MAX_MODEL_LEN, before generating; else `text`. vLLM v0.34.0 no longer refuses this (it lowers
+    max_tokens, see `vllm_max_tokens_over_max_model_len_400` in quirks.py)."""
     limit = request.body.get("max_completion_tokens") or request.body.get("max_tokens")
     if isinstance(limit, int) and request.prompt_tokens + limit > MAX_MODEL_LEN:
         message = (
@@ -696,3 +700,7 @@ def context_limit(request: MockRequest) -> Script:
         )
         return _http_error(400, message, "BadRequestError", 400)
     return text(request)
+
+
+# One scenario per vLLM / SGLang / Ollama behaviour, copied from their serving code.
+from gateway.mockbackend import quirks as _quirks  # noqa: E402,F401  (registers its scenarios)

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from gateway.mockbackend.native import anthropic_error, native_respond
+from gateway.mockbackend.quirks import sglang_tokenize_error
 from gateway.mockbackend.responses import openai_error_body, responses_respond
 from gateway.mockbackend.scenarios import (
     MAX_MODEL_LEN,
@@ -275,8 +276,9 @@ def completion_render(
         "message": message,
         "logprobs": None,
         "finish_reason": completion.finish_reason,
-        "stop_reason": completion.stop_reason,
     }
+    if completion.stop_field:
+        choice[completion.stop_field] = completion.stop_reason
     return {
         "id": id,
         "object": "chat.completion",
@@ -326,10 +328,12 @@ def stream_render(
         yield prefix + orjson.dumps(delta_dict(delta, keys)) + suffix
     yield from inject.get(len(completion.deltas), ())
     if completion.finish_reason is not None:
+        stop = b""
+        if completion.stop_field:
+            stop = b',"%b":%b' % (completion.stop_field.encode(), orjson.dumps(completion.stop_reason))
         yield (
             prefix
-            + b'{},"logprobs":null,"finish_reason":%b,"stop_reason":%b}]'
-            % (orjson.dumps(completion.finish_reason), orjson.dumps(completion.stop_reason))
+            + b'{},"logprobs":null,"finish_reason":%b%b}]' % (orjson.dumps(completion.finish_reason), stop)
             + tail
         )
         if include_usage:
@@ -554,6 +558,8 @@ class MockServer:
         else:
             return await self._reply(writer, request, _error_response(400, "Expected 'messages' or 'prompt'"))
         self._record({"path": request.path, "headers": dict(request.headers), "body": body})
+        if refusal := self._tokenize_refusal(body, request.headers):
+            return await self._reply(writer, request, _json_response(400, refusal))
         count = tokens_estimate(text)
         response = {
             "count": count,
@@ -562,6 +568,18 @@ class MockServer:
             "token_strs": None,
         }
         return await self._reply(writer, request, _json_response(200, orjson.dumps(response)))
+
+    def _tokenize_refusal(self, body: dict[str, Any], headers: dict[str, str]) -> bytes | None:
+        """What SGLang's tokenizer refuses, for a request whose scenario is an SGLang one."""
+        try:
+            name, _ = scenario_select(body=body, headers=headers, default=self.default_scenario)
+        except ScenarioError:
+            return None
+        message = sglang_tokenize_error(body) if name.startswith("sglang_") else None
+        if message is None:
+            return None
+        return orjson.dumps({"object": "error", "message": message, "type": "BadRequestError", "param": None,
+                             "code": 400})
 
     async def _apply_template(
         self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
