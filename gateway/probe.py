@@ -376,7 +376,7 @@ def _shown(path: str, body: dict[str, Any]) -> dict[str, Any]:
     """The identifying keys of a fingerprint answer (a /props answer carries a whole chat template)."""
     keep = {"/version": ("version",), "/api/version": ("version",),
             "/get_model_info": ("model_path", "is_generation"),
-            "/props": ("model_path", "build_info", "total_slots")}[path]
+            "/props": ("build_info", "total_slots", "model_path")}[path]
     return {k: body[k] for k in keep if k in body}
 
 
