@@ -560,7 +560,8 @@ async def _count_tokens_serve(request: HttpRequest, record: ExchangeRecord) -> H
 
 
 def _model_info(route: RouteInfo) -> dict[str, Any]:
-    info = {"type": "model", "id": route.pattern, "display_name": route.pattern, "created_at": route.created_at}
+    info: dict[str, Any] = {"type": "model", "id": route.pattern, "display_name": route.pattern,
+                            "created_at": route.created_at}
     if route.capabilities.context_window > 0:  # Claude Code sizes its context from it
         info["max_input_tokens"] = route.capabilities.context_window
     return info

@@ -409,20 +409,25 @@ def _parse(model: type[Any], raw: bytes | str) -> Any:
             raise ApiError(400, _json_problem(raw, first["msg"])) from None
         if first["type"] == "model_type" and not first["loc"]:
             raise ApiError(400, "Request body must be a JSON object") from None
+        _nan_check(raw)  # a NaN temperature is bad JSON first, out of range second
         try:
             data = json.loads(raw)
         except ValueError:
             data = None
         raise ApiError(400, validation_message(exc, data)) from None
-    # pydantic reads NaN and Infinity, which are not JSON (RFC 8259 §6) and would reach the
-    # backend as null; the substring test keeps the exact check off the common path.
+    _nan_check(raw)
+    return parsed
+
+
+def _nan_check(raw: bytes | str) -> None:
+    """pydantic reads NaN and Infinity, which are not JSON (RFC 8259 §6) and would reach the
+    backend as null; the substring test keeps the exact check off the common path."""
     if (b"NaN" in raw or b"Infinity" in raw) if isinstance(raw, bytes) else ("NaN" in raw or "Infinity" in raw):
         try:
             pydantic_core.from_json(raw, allow_inf_nan=False)
         except ValueError as exc:
             raise ApiError(400, f"Request body is not valid JSON: {exc} (NaN and Infinity are not JSON "
                                 "numbers)") from None
-    return parsed
 
 
 def _json_problem(raw: bytes | str, detail: str) -> str:

@@ -72,9 +72,10 @@ def test_without_the_rewrite_the_client_gets_claudes_own_400(client: anthropic.A
     with pytest.raises(anthropic.BadRequestError) as error:
         create(client, stream, model="native-prefill-claude", messages=PREFILL)
     assert error.value.status_code == 400
+    # The backend's own body, unmodified (Claude Code's gateway contract); the mock's has no request_id.
     assert error.value.body == {"type": "error", "error": {"type": "invalid_request_error",
-                                                           "message": PREFILL_REJECTED},
-                                "request_id": error.value.request_id}
+                                                           "message": PREFILL_REJECTED}}
+    assert error.value.request_id is not None and error.value.request_id.startswith("req_")
 
 
 @pytest.mark.parametrize("stream", [False, True])
