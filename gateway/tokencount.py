@@ -2,8 +2,9 @@
 
 Claude Code decides when to compact from this number, so an undercount is a bug: the backend
 tokenizes exactly what it would be sent (the translated request, chat template included); when it
-cannot (no tokenize endpoint, an error, a timeout) the local estimate, which errs high, answers and
-the exchange records why. Never a 404: Claude Code would fall back to ``max_tokens: 1`` requests.
+cannot (no tokenize endpoint, an error, a timeout, an empty or implausibly small count) the local
+estimate of that same translated request, which errs high, answers and the exchange records why.
+Never a 404: Claude Code would fall back to ``max_tokens: 1`` requests.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from translation.openai_chat.tokenize import (
     tokenize_count,
 )
 from translation.schemas import CountTokensRequest, MessagesRequest
-from translation.tokens import tokens_estimate
+from translation.tokens import tokens_estimate, tokens_estimate_body, tokens_floor_body
 
 # A count is a small request: do not let a stuck backend hold the client for the read timeout.
 COUNT_TIMEOUT_SECONDS = 15.0
@@ -88,40 +89,50 @@ async def _native(call: UpstreamCall, route: RouteInfo) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+async def _backend_count(method: str, call: UpstreamCall, route: RouteInfo) -> int | None:
+    if method == "native":
+        return await _native(call, route)
+    if method == "llamacpp_tokenize":
+        return await _llamacpp_tokenize(call, route)
+    return await _chat_tokenize(call, route)
+
+
 async def tokens_count(req: CountTokensRequest, route: RouteInfo, *,
                        client_headers: Mapping[str, str] | None = None) -> TokenCount:
     method = route.capabilities.token_count
-    if method == "estimate":
-        return TokenCount(tokens_estimate(req), "estimate", exact=False, detail="backend cannot count")
+    adapter = adapter_for(route.backend)
+    call: UpstreamCall | None = None
     try:
         # Exactly what the backend would be sent: the route's own translation, headers included.
-        call = adapter_for(route.backend).call_build(req=_as_messages_request(req), route=route,
-                                                     client_headers=client_headers)
-        if method == "native":
-            count = await _native(call, route)
-        elif method == "llamacpp_tokenize":
-            count = await _llamacpp_tokenize(call, route)
+        call = adapter.call_build(req=_as_messages_request(req), route=route, client_headers=client_headers)
+        if method == "estimate":
+            detail = "backend cannot count"
         else:
-            count = await _chat_tokenize(call, route)
+            count = await _backend_count(method, call, route)
+            floor = tokens_floor_body(call.body, kind=adapter.kind)
+            if count is not None and count >= floor:
+                return TokenCount(count, method, exact=True)
+            detail = (f"{method} answered without a count" if count is None else
+                      f"{method} answered an implausible count ({count} tokens, at least {floor} expected)")
     except ApiError as exc:
         if method == "native" and exc.source == "client":
             raise  # Anthropic's own verdict on the request: the client must see it
         detail = f"{method} failed ({exc.status}: {exc.message[:200]})"
     except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
         detail = f"{method} failed ({type(exc).__name__})"
-    else:
-        if count is not None:
-            return TokenCount(count, method, exact=True)
-        detail = f"{method} answered without a count"
-    return TokenCount(tokens_estimate(req), "estimate", exact=False, detail=detail)
+    # The translated request when there is one: it holds what the client's does not (prefill
+    # rewrite, hoisted system text), and its template overhead is estimated.
+    estimate = tokens_estimate(req) if call is None else tokens_estimate_body(call.body, kind=adapter.kind)
+    return TokenCount(estimate, "estimate", exact=False, detail=detail)
 
 
 async def upstream_call_count(call: UpstreamCall, route: RouteInfo) -> int | None:
     """The backend's exact count of the prompt of an upstream call already built (before it is
-    sent), where ``token_count`` tokenizes through the backend; None where it cannot."""
+    sent), where ``token_count`` tokenizes through the backend; None where it cannot, or where its
+    count is implausibly small (``tokens_floor_body``)."""
     method = route.capabilities.token_count
-    if method == "llamacpp_tokenize":
-        return await _llamacpp_tokenize(call, route)
-    if method == "chat_tokenize":
-        return await _chat_tokenize(call, route)
-    return None
+    if method not in ("llamacpp_tokenize", "chat_tokenize"):
+        return None
+    count = await _backend_count(method, call, route)
+    floor = tokens_floor_body(call.body, kind=adapter_for(route.backend).kind)
+    return count if count is not None and count >= floor else None
