@@ -11,11 +11,16 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from django.test import AsyncClient
 
 from gateway.mockbackend import MockServerThread
-from tests.conftest import KEY, claude_code_fixture
+from tests.conftest import KEY, Upstream, claude_code_fixture
+from tests.translation.support import caps_make
+from translation.openai_chat import build_request
+from translation.schemas import MessagesRequest
+from translation.tokens import tokens_estimate_body, tokens_floor_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,3 +129,78 @@ async def test_without_a_backend_count_the_estimate_answers_and_says_why(
     assert exchange.usage["counted"] == "estimate"
     assert exchange.usage["detail"] == ("backend cannot count" if backend == "plain"
                                         else "chat_tokenize failed (404: backend broken answered 404: Not Found: POST /no-such-endpoint)")
+
+
+async def test_the_estimate_is_of_the_translated_request(backends: None) -> None:
+    request = {"model": "plain-model", "messages": [{"role": "user", "content": "hello there"}],
+               "system": "Answer in French."}
+    response = await post("/v1/messages/count_tokens", request)
+    translated, _ = build_request(MessagesRequest.model_validate({**request, "max_tokens": 1}), caps_make("generic"),
+                                  upstream_model="mock-text")
+    assert json.loads(response.content)["input_tokens"] == tokens_estimate_body(translated, kind="openai_chat")
+
+
+@pytest.fixture
+def scripted(transactional_db: None, upstream: Upstream) -> Iterator[Upstream]:
+    """vLLM and llama.cpp backends behind a scripted transport: for the answers the mock backend
+    never gives (llama.cpp's ``/tokenize`` ignores ``messages`` and answers ``{"tokens": []}``)."""
+    from gateway import snapshot
+    from gateway.models import Backend, Route
+    from gateway.services import apikey_create
+
+    for preset in ("vllm", "llamacpp"):
+        backend = Backend.objects.create(name=preset, base_url="http://upstream.test/v1", preset=preset)
+        Route.objects.create(model=f"{preset}-model", backend=backend, upstream_model="m")
+    apikey_create(name="tester", secret=KEY)
+    snapshot.snapshot_invalidate()
+    yield upstream
+    snapshot.snapshot_invalidate()
+    from inspector.recorder import recorder
+
+    recorder.flush(10)
+
+
+def tokenizer_answering(answer: dict[str, Any]) -> Any:
+    """A backend whose tokenizer answers ``answer`` (llama.cpp's template renders first)."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/apply-template":
+            return httpx.Response(200, json={"prompt": "<|im_start|>user\nhello there<|im_end|>\n"})
+        return httpx.Response(200, json=answer)
+    return handle
+
+
+@pytest.mark.parametrize("backend, method", [("vllm", "chat_tokenize"), ("llamacpp", "llamacpp_tokenize")])
+async def test_an_empty_token_list_is_a_failed_count_and_the_estimate_answers(
+        scripted: Upstream, recorded: Any, backend: str, method: str) -> None:
+    scripted.handler = tokenizer_answering({"tokens": []})
+    response = await post("/v1/messages/count_tokens",
+                          {"model": f"{backend}-model", "messages": [{"role": "user", "content": "hello there"}]})
+    assert response.status_code == 200
+    translated = scripted.bodies()[0]  # what the backend was asked to count
+    assert json.loads(response.content)["input_tokens"] == tokens_estimate_body(translated, kind="openai_chat")
+    [exchange] = await recorded()
+    assert exchange.usage["counted"] == "estimate" and exchange.usage["method"] == "estimate"
+    assert exchange.usage["detail"] == f"{method} answered an implausible count (0 tokens, at least 1 expected)"
+
+
+async def test_a_count_far_below_the_request_s_size_is_a_failed_count(scripted: Upstream, recorded: Any) -> None:
+    scripted.handler = tokenizer_answering({"count": 12})
+    body = claude_code_fixture("16")["body"]
+    response = await post("/v1/messages/count_tokens", {**body, "model": "vllm-model"})
+    assert json.loads(response.content)["input_tokens"] > 10_000
+    [exchange] = await recorded()
+    assert exchange.usage["counted"] == "estimate"
+    assert exchange.usage["detail"].startswith("chat_tokenize answered an implausible count (12 tokens, at least ")
+
+
+async def test_a_count_at_the_floor_is_exact(scripted: Upstream, recorded: Any) -> None:
+    def at_the_floor(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"count": tokens_floor_body(json.loads(request.content), kind="openai_chat")})
+    scripted.handler = at_the_floor
+    body = claude_code_fixture("16")["body"]
+    response = await post("/v1/messages/count_tokens", {**body, "model": "vllm-model"})
+    floor = tokens_floor_body(scripted.bodies()[0], kind="openai_chat")
+    assert floor > 1000
+    assert json.loads(response.content)["input_tokens"] == floor
+    [exchange] = await recorded()
+    assert exchange.usage["counted"] == "exact" and exchange.usage["method"] == "chat_tokenize"
