@@ -239,7 +239,7 @@ async def _window_fit(call: UpstreamCall, route: RouteInfo, record: ExchangeReco
         return None
     if not count:
         return None
-    room = caps.context_window - count
+    room = caps.context_window - count - 1  # llama.cpp stops one short of the window (truncated)
     if room < 1:
         raise ApiError(400, f"prompt is too long: {count} tokens > {caps.context_window} maximum")
     field = caps.max_tokens_field
