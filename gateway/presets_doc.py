@@ -12,15 +12,20 @@ from translation.capabilities import FIELD_HELP, PRESETS, Capabilities
 
 PRESET_HELP: dict[str, str] = {
     "generic": "Anthropic semantics, no assumptions about the backend.",
-    "vllm": "Prefill goes out as continue_final_message + add_generation_prompt:false; current vLLM "
-    "reads and writes 'reasoning'; Qwen3-style templates switch thinking with "
-    "chat_template_kwargs.enable_thinking, and a prefill turns thinking off (the reasoning parser "
-    "misfiles a continuation under an open <think>).",
-    "sglang": "continue_final_message for prefill; reasoning_content both ways; enable_thinking (qwen3/glm45 "
-    "parsers — set thinking_control=template_thinking for deepseek-v3/kimi_k2).",
-    "llamacpp": "A trailing assistant message is continued natively, but llama.cpp answers 400 to a prefill "
-    "with thinking on, so a prefill turns thinking off.",
-    "ollama": "Ollama's /v1 uses 'reasoning' both ways; reasoning_effort switches thinking.",
+    "vllm": "Checked against vLLM v0.34.0 (chat_completion/serving.py, protocol.py). Prefill goes out as "
+    "continue_final_message + add_generation_prompt:false; vLLM reads and writes 'reasoning'; the matched stop "
+    "string comes back in stop_reason; Qwen3-style templates switch thinking with "
+    "chat_template_kwargs.enable_thinking (budget: thinking_token_budget), and a prefill turns thinking off.",
+    "sglang": "Checked against SGLang v0.5.23 (serving_chat.py). continue_final_message for prefill; matched_stop "
+    "names the stop string; reasoning_content both ways; enable_thinking (qwen3/glm45 parsers — set "
+    "thinking_control=template_thinking for deepseek-v3/kimi_k2).",
+    "llamacpp": "Checked against a real llama-server (llama-cpp-python 0.3.36, make test-real). It continues a "
+    "prefill but repeats it in front of its reply, so continue_final_message is sent and the echo stripped; "
+    "the stop word and a full context are read from __verbose; thinking_budget_tokens carries the budget; "
+    "a prefill turns thinking off (llama.cpp answers 400 to both together).",
+    "ollama": "Checked against Ollama v0.33.0-rc2 (openai/openai.go). 'reasoning' both ways; reasoning_effort "
+    "switches thinking; it never says which stop sequence matched, so the gateway matches them; "
+    "parallel_tool_calls is ignored, so it is not sent.",
     "openai": "No prefill (rewritten into a user turn), no reasoning text replayed, max_completion_tokens, "
     "no top_k, reasoning_effort.",
     "openai-responses": "For kind openai_responses: no prefill (rewritten into a user turn), no top_k, "

@@ -27,9 +27,16 @@ _PROMPT_TOO_LONG: tuple[tuple[re.Pattern[str], tuple[int, int]], ...] = (
     (re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"), (1, 2)),
     # SGLang python/sglang/srt/managers/tokenizer_manager.py (_validate_one_request).
     (re.compile(r"input \((\d+) tokens\) is longer than the model's context length \((\d+) tokens\)"), (1, 2)),
-    # vLLM vllm/entrypoints/openai/serving_engine.py (_validate_input): the prompt alone.
+    # vLLM v0.34.0 vllm/renderers/params.py: "... maximum context length is M tokens. However,
+    # your prompt contains [at least] N input tokens, which exceeds this limit ...".
     (re.compile(r"maximum (?:context|input) length is (\d+) tokens\. However, your (?:request|prompt) "
-                r"(?:has|contains at least) (\d+) (?:input )?tokens"), (2, 1)),
+                r"(?:has|contains)(?: at least)? (\d+) (?:input )?tokens"), (2, 1)),
+)
+
+# The prompt does not fit and the server gives no numbers: the message alone.
+_PROMPT_TOO_LONG_WORDS = (
+    # Ollama v0.33.0-rc2 llm/llama_server.go.
+    "the prompt is longer than the context length",
 )
 
 # Prompt plus the requested output exceed the context: (prompt, output, context) groups.
@@ -38,6 +45,9 @@ _INPUT_PLUS_OUTPUT: tuple[tuple[re.Pattern[str], tuple[int, int, int]], ...] = (
     # requested N tokens (P in the messages, K in the completion)."
     (re.compile(r"maximum context length is (\d+) tokens\. However, you requested \d+ tokens "
                 r"\((\d+) in the messages, (\d+) in the completion\)"), (2, 3, 1)),
+    # SGLang v0.5.23 python/sglang/srt/managers/tokenizer_manager.py (_validate_one_request).
+    (re.compile(r"maximum context length of (\d+) tokens\. You requested a total of \d+ tokens: (\d+) tokens "
+                r"from the input messages and (\d+) tokens for the completion"), (2, 3, 1)),
 )
 
 # A request this server can never serve, whatever the status it answered with.
@@ -67,6 +77,8 @@ def backend_error_reclassify(message: str) -> ApiError | None:
                                  f"{found.group(output)} > {found.group(window)}, decrease input length or "
                                  "`max_tokens` and try again", source="client")
     lowered = message.lower()
+    if any(words in lowered for words in _PROMPT_TOO_LONG_WORDS):
+        return ApiError(400, f"prompt is too long: {message}", source="client")
     for phrase in _UNSERVABLE:
         if phrase.lower() in lowered:
             return ApiError(400, message, source="client")

@@ -223,15 +223,20 @@ CAPABILITY_CHOICES: dict[str, tuple[str, ...]] = {
 PRESETS: dict[str, dict[str, Any]] = {
     # Anthropic semantics, no assumptions about the backend.
     "generic": {},
-    # vLLM: prefill needs continue_final_message + add_generation_prompt:false; current vLLM
-    # writes and reads "reasoning" (it renamed reasoning_content, PR #27752 / #33402); Qwen3-style
-    # templates switch thinking with chat_template_kwargs.enable_thinking, and a prefill under an
-    # open <think> is misfiled by the reasoning parser, so prefill turns thinking off.
+    # vLLM (checked against v0.34.0, vllm/entrypoints/openai/chat_completion/serving.py and
+    # protocol.py; docs/backends.md): prefill needs continue_final_message + add_generation_prompt:
+    # false, and the reply does not repeat it; it writes "reasoning" (renamed from
+    # reasoning_content, PR #27752 / #33402); the matched stop string is choices[].stop_reason;
+    # Qwen3-style templates switch thinking with chat_template_kwargs.enable_thinking and the
+    # budget is thinking_token_budget; a prefill turns thinking off (a continuation under an open
+    # <think> is misfiled).
     "vllm": {"prefill": "continue_final_message", "reasoning_field_out": "reasoning",
              "thinking_control": "enable_thinking", "prefill_with_thinking": "disable_thinking",
-             "token_count": "chat_tokenize"},
-    # SGLang: continue_final_message; reasoning_content both ways; enable_thinking (qwen3/glm45
-    # parsers; set thinking_control=template_thinking for deepseek-v3/kimi_k2).
+             "token_count": "chat_tokenize", "thinking_budget_field": "thinking_token_budget"},
+    # SGLang (checked against v0.5.23, python/sglang/srt/entrypoints/openai/serving_chat.py):
+    # continue_final_message (string content only), no echo; matched_stop names the stop string;
+    # reasoning_content both ways; enable_thinking (qwen3/glm45 parsers; set
+    # thinking_control=template_thinking for deepseek-v3/kimi_k2).
     "sglang": {"prefill": "continue_final_message", "thinking_control": "enable_thinking",
                "prefill_with_thinking": "disable_thinking", "token_count": "chat_tokenize",
                "tokenize_path": "/v1/tokenize"},
@@ -245,8 +250,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "llamacpp": {"prefill": "continue_final_message", "prefill_echo": True, "thinking_control": "enable_thinking",
                  "prefill_with_thinking": "disable_thinking", "token_count": "llamacpp_tokenize",
                  "stop_sequences": "llamacpp_verbose", "thinking_budget_field": "thinking_budget_tokens"},
-    # Ollama /v1: "reasoning" both ways; reasoning_effort switches thinking.
-    "ollama": {"prefill": "native", "reasoning_field_out": "reasoning", "thinking_control": "reasoning_effort"},
+    # Ollama /v1 (checked against v0.33.0-rc2, openai/openai.go and middleware/openai.go): a
+    # trailing assistant message is continued, not echoed; "reasoning" both ways; reasoning_effort
+    # switches thinking; it never says which stop sequence matched, so the gateway matches them;
+    # parallel_tool_calls is not a field it reads.
+    "ollama": {"prefill": "native", "reasoning_field_out": "reasoning", "thinking_control": "reasoning_effort",
+               "stop_sequences": "gateway", "parallel_tool_calls": False},
     # OpenAI: no prefill, no reasoning text, max_completion_tokens, no top_k, reasoning_effort.
     "openai": {
         "prefill": "rewrite",

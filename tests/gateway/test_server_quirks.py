@@ -135,8 +135,6 @@ async def test_sglang_eos_token_id_in_matched_stop_is_an_end_turn(backends: None
     assert got == {"text": QUIRK_TEXT, "stop_reason": "end_turn", "stop_sequence": None}
 
 
-@pytest.mark.xfail(strict=True, reason="Ollama's /v1 never says which stop matched (openai/openai.go): the "
-                                       "ollama preset needs stop_sequences='gateway' so the gateway matches")
 @STREAMED
 async def test_ollama_replies_cut_at_a_stop_sequence_report_it(backends: None, stream: bool) -> None:
     got = await reply(ask("ollama", "ollama_no_matched_stop", stop_sequences=[QUIRK_STOP]), stream=stream)
@@ -191,8 +189,6 @@ async def test_sglang_counts_a_prefilled_request_with_its_own_tokenizer(backends
 # -- context overflow -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="vLLM 0.34 words it 'However, your prompt contains N input tokens' "
-                                       "(renderers/params.py): backend_errors must match it without 'at least'")
 @STREAMED
 async def test_a_vllm_prompt_over_the_context_is_anthropics_prompt_is_too_long(backends: None,
                                                                                 stream: bool) -> None:
@@ -212,10 +208,6 @@ async def test_an_sglang_prompt_over_the_context_is_anthropics_prompt_is_too_lon
     assert PROMPT_TOO_LONG.match(error["message"]), error["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="SGLang words it 'Requested token count exceeds the model's maximum "
-                                       "context length of M tokens. You requested a total of T tokens: N tokens "
-                                       "from the input messages and K tokens for the completion' "
-                                       "(tokenizer_manager.py): backend_errors must map it")
 async def test_sglang_prompt_plus_max_tokens_over_the_context_is_anthropics_max_tokens_error(
         backends: None) -> None:
     body = ask("sglang", "sglang_context_length_exceeded_400", max_tokens=MAX_MODEL_LEN)
@@ -228,9 +220,6 @@ async def test_sglang_prompt_plus_max_tokens_over_the_context_is_anthropics_max_
                     error["message"]), error["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="Ollama words it 'the prompt is longer than the context length "
-                                       "currently available to the model' (llm/llama_server.go), without "
-                                       "numbers: backend_errors must map it to 'prompt is too long'")
 async def test_an_ollama_prompt_over_the_context_is_anthropics_prompt_is_too_long(backends: None) -> None:
     status, error = await error_of(ask("ollama", "ollama_prompt_too_long_400", LONG_PROMPT))
 
