@@ -123,8 +123,9 @@ def test_the_floor_is_one_token_per_message_and_per_ten_bytes_of_text() -> None:
     assert tokens_floor_body({"model": "m", "messages": []}, kind="openai_chat") == 0
     assert tokens_floor_body({"model": "m", "messages": [{"role": "user", "content": "hi"}]},
                              kind="openai_chat") == 1
-    big = chat_body(CASES[1])  # Claude Code 16: 24 tools, 55 kB
-    real = min(counts["counts"][CASES[1]["name"]]["family"] for counts in REAL.values())
+    (case,) = [case for case in CASES if case["name"] == "cc16-filler"]  # 9 tools, 55 kB
+    big = chat_body(case)
+    real = min(counts["counts"][case["name"]]["family"] for counts in REAL.values())
     assert real // 4 < tokens_floor_body(big, kind="openai_chat") < real // 2
 
 
