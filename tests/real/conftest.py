@@ -13,6 +13,7 @@ loads in about a second), and one gateway under daphne routes a model-name prefi
 | ``nojinja-`` | no ``--jinja`` | llama.cpp's 500 "tools param requires --jinja flag" |
 | ``small-`` / ``smallcap-`` | one slot of 256 tokens; EOS banned by ``logit_bias`` | context overflow |
 | ``kill-`` | its own server, killed and restarted by a test | a backend dying mid-stream |
+| ``claude-smollm2-cc`` | one slot of 8,192 tokens, ``max_tokens_cap: 512``, the reply stopped at its first sentence (``extra_body.stop``: the model rambles to any limit) | the real Claude Code CLI (it accepts only ids beginning ``claude``) |
 
 The tests assert protocol, never the model's wit: ``temperature: 0`` where an output must repeat,
 ``logit_bias`` where a behaviour must be provoked.
@@ -155,6 +156,8 @@ def llama_servers(llama_install: Install, tmp_path_factory: pytest.TempPathFacto
         "nojinja": ["--no-jinja", "-c", "2048", "-np", "1"],
         "small": ["--jinja", "-c", "256", "-np", "1"],
         "kill": ["--jinja", "-c", "2048", "-np", "1"],
+        # Claude Code: one slot holding the model's whole training context (8,192 tokens).
+        "cc": ["--jinja", "-c", "8192", "-np", "1"],
     }
     servers = {name: LlamaServer(install=llama_install, args=args, log=tmp / f"{name}.log")
                for name, args in specs.items()}
@@ -193,6 +196,11 @@ backends:
     preset: llamacpp
     read_timeout: 120
     capabilities: {{context_window: 256, extra_body: {{temperature: 0, logit_bias: {no_eos}}}}}
+  - name: llama-cc
+    base_url: {cc}/v1
+    preset: llamacpp
+    read_timeout: 300
+    capabilities: {{context_window: 8192, max_tokens_cap: 512, extra_body: {{temperature: 0, stop: [".", "!", "\\n"]}}}}
   - name: llama-kill
     base_url: {kill}/v1
     preset: llamacpp
@@ -218,6 +226,8 @@ routes:
     backend: llama-small-capped
   - model: kill-*
     backend: llama-kill
+  - model: claude-smollm2-cc
+    backend: llama-cc
 keys:
   - name: real
     key: {key}
