@@ -43,7 +43,7 @@ from translation.schemas import (
     messages_request_parse,
 )
 from translation.sse import SSEDecoder, sse_encode
-from translation.tokens import tokens_estimate
+from translation.tokens import tokens_estimate_body
 
 log = logging.getLogger(__name__)
 
@@ -324,8 +324,11 @@ async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeR
         record.mark("upstream_first_byte")
         record.upstream_response = {"status": resp.status_code, "body_raw": body}
         raise upstream_error(backend=route.backend.name, status=resp.status_code, body=body, headers=resp.headers)
+    # message_start's input count: the backend's exact count where it was taken (_window_fit),
+    # else the estimate of what the backend is sent (template, rewrites and hoisted text included).
+    input_tokens = prompt_tokens or tokens_estimate_body(call.body, kind=adapter.kind)
     translator = CappedStream(adapter.stream_translator(req=req, route=route, message_id=id_new("msg_"),
-                                                        input_tokens=prompt_tokens or tokens_estimate(req)),
+                                                        input_tokens=input_tokens),
                               max_tokens=req.max_tokens)  # a backend ignoring max_tokens is cut
     response = _EventStreamResponse(_stream_relay(resp, translator, record, route),
                                     content_type="text/event-stream")
