@@ -23,6 +23,28 @@ FIXTURES = REPO / "tests" / "fixtures" / "claude-code"
 KEY = "dgm_test_key_0123456789abcdef"
 
 
+def slow_suite_deselect(config: pytest.Config, items: list[pytest.Item], *, folder: Path, marker: str) -> None:
+    """Leave a slow suite's tests out of a plain `pytest` run, as `make test` does (-m "not …"),
+    unless the run names their folder or passes -m (their make target)."""
+    if config.option.markexpr or any(
+        Path(arg.split("::")[0]).resolve().is_relative_to(folder) for arg in config.args
+    ):
+        return
+    slow = [item for item in items if item.get_closest_marker(marker)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker(marker)]
+
+
+def unavailable(what: str, reason: str) -> None:
+    """Skip, except in CI: there a missing part must fail the build, never pass it silently."""
+    import os
+
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"{what} unavailable: {reason}")
+
+
 def claude_code_fixture(name: str) -> dict[str, Any]:
     """A request captured from Claude Code (tests/fixtures/claude-code)."""
     matches = sorted(FIXTURES.glob(f"{name}*.json"))

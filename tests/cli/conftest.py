@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import pytest
 
 from gateway.mockbackend import MockServerThread
-from tests.conftest import REPO
+from tests.conftest import REPO, slow_suite_deselect, unavailable
 from tests.e2e.conftest import E2E_KEY, Gateway, _database_url, _drop_database, daphne_serving, free_port
 
 CLAUDE_BIN = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
@@ -34,24 +34,11 @@ MODEL = "claude-sonnet-4-5"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A plain `pytest` run leaves these tests out, as `make test` does (-m "not cli"): they
-    download Claude Code. Name tests/cli or pass -m to run them (`make test-cli`)."""
-    here = Path(__file__).parent
-    if config.option.markexpr or any(
-        Path(arg.split("::")[0]).resolve().is_relative_to(here) for arg in config.args
-    ):
-        return
-    cli = [item for item in items if item.get_closest_marker("cli")]
-    if cli:
-        config.hook.pytest_deselected(items=cli)
-        items[:] = [item for item in items if not item.get_closest_marker("cli")]
+    slow_suite_deselect(config, items, folder=Path(__file__).parent, marker="cli")
 
 
 def _unavailable(reason: str) -> None:
-    """Skip, except in CI: there a missing CLI must fail the build, never pass it silently."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"Claude Code CLI unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"Claude Code CLI unavailable: {reason}")
+    unavailable("Claude Code CLI", reason)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, slow_suite_deselect, unavailable
 from tests.e2e.conftest import (
     E2E_KEY,
     _database_url,
@@ -50,23 +50,11 @@ NO_EOS = {"2": -100, "0": -100}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A plain `pytest` run leaves these tests out, as `make test` does (-m "not real")."""
-    here = Path(__file__).parent
-    if config.option.markexpr or any(
-        Path(arg.split("::")[0]).resolve().is_relative_to(here) for arg in config.args
-    ):
-        return
-    real = [item for item in items if item.get_closest_marker("real")]
-    if real:
-        config.hook.pytest_deselected(items=real)
-        items[:] = [item for item in items if not item.get_closest_marker("real")]
+    slow_suite_deselect(config, items, folder=Path(__file__).parent, marker="real")
 
 
 def _unavailable(reason: str) -> None:
-    """Skip, except in CI: there a missing server must fail the build, never pass it silently."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"llama-server unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"llama-server unavailable: {reason}")
+    unavailable("llama-server", reason)
 
 
 @dataclass(frozen=True)
