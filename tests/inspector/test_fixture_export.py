@@ -19,7 +19,7 @@ from translation.capabilities import capabilities_build
 from translation.openai_chat import ChatStreamTranslator
 from translation.schemas import messages_request_parse
 from translation.sse import SSEDecoder
-from translation.tokens import tokens_estimate
+from translation.tokens import tokens_estimate_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +29,8 @@ def fixture_replay(fixture: dict[str, Any]) -> list[dict[str, Any]]:
     caps = capabilities_build(preset="generic", overrides=fixture["capabilities"])
     req = messages_request_parse(json.dumps(fixture["client_request"]).encode())
     translator = ChatStreamTranslator(caps, request=req, message_id=fixture["message_id"],
-                                      input_tokens_estimate=tokens_estimate(req))
+                                      input_tokens_estimate=tokens_estimate_body(fixture["upstream_request"],
+                                                                                 kind="openai_chat"))
     events = translator.start()
     decoder = SSEDecoder()
     for raw in fixture["upstream_response"]["chunks"]:
