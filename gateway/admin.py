@@ -272,6 +272,11 @@ class RouteForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if data.get("model") and data.get("aliases"):
+            probe = Route(model=data["model"], aliases=data["aliases"])
+            if probe.aliases_unmatched():
+                self.add_error("aliases", f"Not matched by the model pattern {data['model']!r}: "
+                                          f"{', '.join(probe.aliases_unmatched())}.")
         overrides = data.get("capability_overrides")
         backend = data.get("backend")
         if overrides is None or backend is None or "capability_overrides" in self.errors:

@@ -55,8 +55,18 @@ class ConfigSpec:
 
 _BACKEND_FIELDS = {"name", "kind", "base_url", "api_key", "preset", "capabilities", "connect_timeout",
                    "read_timeout", "enabled", "capture"}
-_ROUTE_FIELDS = {"model", "backend", "upstream_model", "order", "capabilities", "enabled"}
+_ROUTE_FIELDS = {"model", "backend", "upstream_model", "order", "capabilities", "enabled", "aliases"}
 _KEY_FIELDS = {"name", "key", "enabled", "allowed_models", "rate_limit_per_minute"}
+
+
+def _aliases_text(value: Any) -> str:
+    """``aliases:`` as a list of ids (or one comma-separated string) → the column's text."""
+    if value is None:
+        return ""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(a, str) for a in items):
+        raise ConfigError("route aliases: a list of model ids")
+    return ", ".join(a.strip() for a in items if a.strip())
 
 
 def yaml_error_text(exc: yaml.YAMLError) -> str:
@@ -215,7 +225,11 @@ def config_apply(spec: ConfigSpec) -> list[str]:
         changed = _assign(route, {
             "upstream_model": r.get("upstream_model") or "", "order": r.get("order", 100),
             "capability_overrides": r.get("capabilities") or {}, "enabled": bool(r.get("enabled", True)),
+            "aliases": _aliases_text(r.get("aliases")),
         })
+        if route.aliases_unmatched():
+            raise ConfigError(f"route {route.model}: aliases {', '.join(route.aliases_unmatched())} do not match "
+                              "its model pattern")
         if created or changed:
             route.save()
             report.append(f"route {route.model} → {backend.name}: "

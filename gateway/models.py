@@ -111,6 +111,11 @@ class Route(models.Model):
     upstream_model = models.CharField(max_length=200, blank=True,
                                       help_text="Model name sent to the backend. Empty: the name the client sent.")
     order = models.IntegerField(default=100, help_text="Lower runs first.")
+    aliases = models.CharField(
+        max_length=500, blank=True,
+        help_text="Comma-separated model ids this route lists in /v1/models (a glob route lists nothing by "
+                  "itself, and Claude Code's model picker shows only listed ids beginning with claude or "
+                  "anthropic). Each must match the route's pattern.")
     capability_overrides = models.JSONField(default=dict, blank=True,
                                             help_text="Per-route capability overrides by field name, e.g. "
                                                       '{"prefill": "reject"}.')
@@ -130,6 +135,13 @@ class Route(models.Model):
 
     def matches(self, model: str) -> bool:
         return fnmatch.fnmatchcase(model, self.model) if self.is_glob else model == self.model
+
+    def alias_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.aliases.split(",") if a.strip())
+
+    def aliases_unmatched(self) -> list[str]:
+        """Aliases this route would not serve (a listed id must reach the route that lists it)."""
+        return [a for a in self.alias_list() if _is_glob(a) or not self.matches(a)]
 
 
 class ApiKey(models.Model):

@@ -562,9 +562,8 @@ async def _count_tokens_serve(request: HttpRequest, record: ExchangeRecord) -> H
     return HttpResponse(orjson.dumps(result), content_type="application/json")
 
 
-def _model_info(route: RouteInfo) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": "model", "id": route.pattern, "display_name": route.pattern,
-                            "created_at": route.created_at}
+def _model_info(route: RouteInfo, name: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": "model", "id": name, "display_name": name, "created_at": route.created_at}
     if route.capabilities.context_window > 0:  # Claude Code sizes its context from it
         info["max_input_tokens"] = route.capabilities.context_window
     return info
@@ -579,9 +578,12 @@ async def models_list(request: HttpRequest, *, limit: int, after_id: str | None,
     seen: set[str] = set()
     models = []
     for route in snap.routes:
-        if not route.is_glob and route.pattern not in seen and key.allows(route.pattern):
-            seen.add(route.pattern)
-            models.append(_model_info(route))
+        # A glob route lists its aliases, each only if requests for it really reach this route.
+        names = route.aliases if route.is_glob else (route.pattern,)
+        for name in names:
+            if name not in seen and key.allows(name) and (not route.is_glob or snap.route_resolve(name) is route):
+                seen.add(name)
+                models.append(_model_info(route, name))
     ids = [m["id"] for m in models]
     if after_id is not None:
         start = ids.index(after_id) + 1 if after_id in ids else len(ids)
@@ -605,9 +607,8 @@ async def model_get(request: HttpRequest, *, model_id: str) -> HttpResponseBase:
         raise ApiError(404, f"model: {model_id!r} not found")  # as if absent, like the list
     for route in snap.routes:
         if not route.is_glob and route.pattern == model_id:
-            return HttpResponse(orjson.dumps(_model_info(route)), content_type="application/json")
+            return HttpResponse(orjson.dumps(_model_info(route, route.pattern)), content_type="application/json")
     matched = snap.route_resolve(model_id)
     if matched is None:
         raise ApiError(404, f"model: {model_id!r} not found")
-    return HttpResponse(orjson.dumps({**_model_info(matched), "id": model_id, "display_name": model_id}),
-                        content_type="application/json")
+    return HttpResponse(orjson.dumps(_model_info(matched, model_id)), content_type="application/json")

@@ -54,6 +54,7 @@ class RouteInfo:
     upstream_model: str
     capabilities: Capabilities
     created_at: str
+    aliases: tuple[str, ...] = ()  # ids listed in /v1/models for a glob route
 
     def matches(self, model: str) -> bool:
         return fnmatch.fnmatchcase(model, self.pattern) if self.is_glob else model == self.pattern
@@ -133,7 +134,7 @@ def snapshot_build() -> Snapshot:
         routes.append(RouteInfo(
             id=r.pk, pattern=r.model, is_glob=r.is_glob, backend=backend,
             upstream_model=r.upstream_model, capabilities=caps,
-            created_at=r.created_at.isoformat().replace("+00:00", "Z"),
+            created_at=r.created_at.isoformat().replace("+00:00", "Z"), aliases=r.alias_list(),
         ))
     keys: dict[str, list[KeyInfo]] = {}
     for k in ApiKey.objects.all():

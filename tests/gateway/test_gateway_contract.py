@@ -83,6 +83,41 @@ async def test_a_route_with_a_context_window_reports_it_as_max_input_tokens(nati
 
 
 @pytest.fixture
+def glob_aliases(native: str) -> None:
+    from gateway import snapshot
+    from gateway.models import Route
+
+    # claude-opus-4-6* (order 1) lists two aliases; claude-* (gateway_setup, order 20) lists one it
+    # serves and one the earlier route takes, which must not be listed as claude-*'s.
+    Route.objects.filter(model="claude-opus-4-6*").update(aliases="claude-opus-4-6, claude-opus-4-6-fast")
+    Route.objects.filter(model="claude-*").update(aliases="claude-local-coder, claude-opus-4-6-fast")
+    snapshot.snapshot_invalidate()
+
+
+async def test_glob_routes_are_listed_through_their_aliases(glob_aliases: None) -> None:
+    response = await AsyncClient().get("/v1/models?limit=1000", headers={"x-api-key": KEY})
+    ids = [m["id"] for m in json.loads(response.content)["data"]]
+    assert ids == ["claude-opus-4-6", "claude-opus-4-6-fast", "claude-haiku-filtered", "claude-sonnet-4-6",
+                   "test-model", "claude-local-coder"]  # in route order
+
+
+def test_an_alias_the_route_would_not_serve_is_refused_in_the_admin_and_the_config(gateway_setup: str,
+                                                                                    tmp_path: Any) -> None:
+    from gateway.admin import RouteForm
+    from gateway.config import ConfigError, config_apply, config_load
+    from gateway.models import Backend
+
+    backend = Backend.objects.get(name="vllm-test")
+    form = RouteForm(data={"model": "claude-*", "backend": backend.pk, "upstream_model": "", "order": 5,
+                           "aliases": "claude-ok, gpt-4o", "capability_overrides": "{}", "enabled": True})
+    assert not form.is_valid() and "gpt-4o" in str(form.errors["aliases"])
+    config = tmp_path / "dragoman.yaml"
+    config.write_text("routes:\n  - {model: 'claude-*', backend: vllm-test, aliases: [claude-ok, gpt-4o]}\n")
+    with pytest.raises(ConfigError, match="gpt-4o"):
+        config_apply(config_load(config))
+
+
+@pytest.fixture
 def thousand_routes(native: str) -> None:
     from gateway import snapshot
     from gateway.models import Backend, Route
