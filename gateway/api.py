@@ -1,4 +1,4 @@
-"""The /v1 API. Views are thin: each calls one pipeline function (STYLE.md §1).
+"""The /v1 API. Views are thin: each calls one pipeline function (thin endpoints: a view parses, calls, returns).
 
 Bodies are parsed by ``translation.schemas`` (for Anthropic-style error messages) and responses
 are built by the pipeline, so the OpenAPI document at ``/v1/openapi.json`` is assembled here from
@@ -42,7 +42,7 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 _REQUEST_ID = {"request-id": {"required": True, "description": "The inspector's id for this exchange",
                               "schema": {"type": "string", "pattern": "^req_"}}}
 
-# What each failure means here (Anthropic's statuses, protocol.md §4); "default" covers the rest
+# What each failure means here (Anthropic's statuses, Anthropic docs, errors); "default" covers the rest
 # (a native Anthropic backend's own 4xx passes through with its status).
 _ERRORS: dict[int | str, str] = {
     400: "invalid_request_error: the body, a header or a parameter is wrong; the message names it",

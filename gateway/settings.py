@@ -161,7 +161,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
-# Request bodies: Anthropic accepts up to 32 MB on /v1/messages (protocol.md §4).
+# Request bodies: Anthropic accepts up to 32 MB on /v1/messages (Anthropic docs, errors).
 MAX_BODY_BYTES = envint("DRAGOMAN_MAX_BODY_BYTES", 32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 

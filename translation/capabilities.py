@@ -30,7 +30,7 @@ PROTECTED_BODY_FIELDS = ("continue_final_message", "add_generation_prompt")
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    # -- prefill (protocol.md §6) --
+    # -- prefill (Anthropic docs, prefill Claude's response) --
     # How a trailing assistant message (prefill) reaches the backend.
     prefill: str = "native"
     # Message flag that marks the trailing assistant message as a prefix when prefill is
@@ -43,7 +43,7 @@ class Capabilities:
     # The backend puts the prefill back in front of its reply (llama.cpp's message.content):
     # a reply that starts with the prefill has it removed, streamed and not.
     prefill_echo: bool = False
-    # -- reasoning and thinking (protocol.md §7.3, §9.1) --
+    # -- reasoning and thinking (docs/backends.md; README, What is translated) --
     # Message fields the backend puts its reasoning text in, read in this order.
     reasoning_fields_in: tuple[str, ...] = ("reasoning_content", "reasoning")
     # Field that carries history ``thinking`` back on assistant messages ("" = never send it).
@@ -95,13 +95,13 @@ class Capabilities:
     strip_billing_header: bool = True
     # What to do with ``role: system`` messages inside ``messages``.
     system_messages: str = "hoist"
-    # -- OpenAI Responses backends (protocol.md §8) --
+    # -- OpenAI Responses backends (OpenAI Responses API reference) --
     # Reasoning summary to ask for with reasoning.effort ("none": do not ask).
     reasoning_summary: str = "auto"
     # Stateless use: store: false and include reasoning.encrypted_content, so reasoning can be
     # replayed from the client's history instead of server-side state.
     stateless: bool = True
-    # -- native Anthropic backends (protocol.md §9.4) --
+    # -- native Anthropic backends (README, Native Anthropic backends) --
     # Thinking blocks the gateway made from another backend's reasoning: drop them, or send
     # their text as a text block (never as thinking Claude would reject).
     foreign_thinking: str = "drop"

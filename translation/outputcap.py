@@ -1,7 +1,7 @@
 """Hold a reply to the client's ``max_tokens`` when the backend ignores it.
 
 ``max_tokens`` is a hard limit in the Messages API: a reply that reaches it ends with
-``stop_reason: "max_tokens"`` (protocol.md §2). A backend that ignores the field it was sent (a
+``stop_reason: "max_tokens"`` (anthropic-sdk-python types/message.py). A backend that ignores the field it was sent (a
 server that does not implement it, the wrong field name, a proxy in between) would make the
 gateway relay unbounded output to a client that budgeted for N tokens. The gateway cannot count
 the backend's tokens (tokenizers differ, and a stream reports usage only at its end, when it is

@@ -1,4 +1,4 @@
-"""The Anthropic Messages API request, as the gateway accepts it (protocol.md §1).
+"""The Anthropic Messages API request, as the gateway accepts it (Anthropic Messages API reference).
 
 Models are permissive where Anthropic is (unknown top-level fields and block fields are kept,
 so passthrough backends see them byte for byte) and strict where a wrong value would otherwise
@@ -154,7 +154,7 @@ class Metadata(_Open):
 
 class MessagesRequest(_Open):
     model: str = Field(min_length=1, max_length=MODEL_NAME_MAX)
-    # 0 is valid: Anthropic answers with no content (a prompt-cache pre-warm, protocol.md §1).
+    # 0 is valid: Anthropic answers with no content (a prompt-cache pre-warm, Anthropic Messages API reference).
     max_tokens: int = Field(ge=0, le=MAX_TOKENS_CEILING)
     messages: list[Message] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
@@ -310,7 +310,7 @@ class ErrorEvent(BaseModel):
     error: ErrorDetail
 
 
-# SSE event name -> the JSON in its data line (protocol.md §3: ``event: NAME`` / ``data: JSON``).
+# SSE event name -> the JSON in its data line (Anthropic docs, streaming messages: ``event: NAME`` / ``data: JSON``).
 STREAM_EVENTS: dict[str, type[BaseModel]] = {
     "message_start": MessageStartEvent, "content_block_start": ContentBlockStartEvent,
     "content_block_delta": ContentBlockDeltaEvent, "content_block_stop": ContentBlockStopEvent,

@@ -2,7 +2,7 @@
 
 A thinking block built from a backend's reasoning has no Anthropic signature, but clients replay
 it and the gateway must recognise it later (for instance to strip it before a request reaches
-real Claude, which rejects foreign signatures — protocol.md §9.4). Gateway signatures are
+real Claude, which rejects foreign signatures — README, Native Anthropic backends). Gateway signatures are
 ``"dgm1." + urlsafe-base64(compact JSON payload)`` (unpadded); the payload says where the block
 came from, e.g. ``{"src": "chat"}`` for Chat Completions reasoning.
 """

@@ -2,7 +2,7 @@
 
 Clients combine these inconsistently (Claude Code subagents send ``thinking: disabled`` with an
 effort still set), so every backend kind reads the same resolved ``ThinkingIntent`` and maps it
-to its own knob (protocol.md §9.1).
+to its own knob (README, What is translated).
 """
 
 from __future__ import annotations

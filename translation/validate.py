@@ -1,6 +1,6 @@
 """Check an Anthropic event stream against the grammar clients depend on.
 
-protocol.md §3.1 (grammar) and §3.2 (what the SDK accumulators crash on or silently drop)::
+Anthropic docs, streaming messages (grammar) and §3.2 (what the SDK accumulators crash on or silently drop)::
 
     stream := message_start block* message_delta+ message_stop   (ping anywhere; error ends it)
     block  := content_block_start(i) content_block_delta(i)* content_block_stop(i)

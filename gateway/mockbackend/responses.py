@@ -1,4 +1,4 @@
-"""The mock backend's OpenAI Responses endpoint, ``POST /v1/responses`` (protocol.md §8).
+"""The mock backend's OpenAI Responses endpoint, ``POST /v1/responses`` (OpenAI Responses API reference).
 
 It answers like OpenAI's Responses API (and, per scenario, like vLLM's), streamed (SSE with
 ``event:`` lines, ``sequence_number`` on every event, no ``[DONE]``) or not, with the event

@@ -5,7 +5,7 @@ ordered list of deltas, a finish reason, an optional vLLM `stop_reason` and usag
 plus optional faults (an HTTP error instead of a reply, a slow first byte, a stall, a dropped
 connection, raw frames injected into the stream). `server.py` renders the completion as one
 `chat.completion` or as a stream of `chat.completion.chunk`s, so every scenario works both
-ways. The shapes imitate reference/protocol.md §7.2-7.3 (cited where a quirk is copied).
+ways. The shapes imitate openai-python types/chat/chat_completion_chunk.py; docs/backends.md (cited where a quirk is copied).
 
 No Django here: the server is used by tests that run without settings.
 """
@@ -40,7 +40,7 @@ PREFILL_REJECTED = (
 
 @dataclass(frozen=True, slots=True)
 class ToolCallFragment:
-    """One entry of a delta's `tool_calls`: `id`/`name` only on a call's first fragment (§7.2)."""
+    """One entry of a delta's `tool_calls`: `id`/`name` only on a call's first fragment (openai-python chat_completion_chunk.py)."""
 
     index: int
     arguments: str = ""
@@ -63,7 +63,7 @@ class Completion:
     # None ends the stream without a finish chunk (and without usage), as a backend that fails
     # mid-generation does.
     finish_reason: str | None = "stop"
-    stop_reason: str | int | None = None  # vLLM's matched stop string / token id (§7.3)
+    stop_reason: str | int | None = None  # vLLM's matched stop string / token id (docs/backends.md)
     # The choice field that carries `stop_reason`: "stop_reason" (vLLM), "matched_stop" (SGLang),
     # or "" for a server that never says which stop matched (Ollama).
     stop_field: str = "stop_reason"
@@ -316,7 +316,7 @@ def text_deltas(text: str, *, words_per_delta: int = 3) -> tuple[Delta, ...]:
 
 
 def tool_call_deltas(*, index: int, id: str, name: str, arguments: str, pieces: int = 4) -> list[Delta]:
-    """A call as OpenAI streams it: id+name with empty arguments, then argument fragments (§7.2)."""
+    """A call as OpenAI streams it: id+name with empty arguments, then argument fragments (openai-python chat_completion_chunk.py)."""
     size = max(1, math.ceil(len(arguments) / pieces))
     deltas = [Delta(tool_calls=(ToolCallFragment(index=index, id=id, name=name),))]
     deltas += [
@@ -365,7 +365,7 @@ def text(request: MockRequest) -> Script:
 
 @scenario("tool_calls_empty")
 def tool_calls_empty(request: MockRequest) -> Script:
-    """Text chunks that carry an empty `tool_calls: []`: older vLLM did this (§7.2); it is text."""
+    """Text chunks that carry an empty `tool_calls: []`: older vLLM did this (openai-python chat_completion_chunk.py); it is text."""
     return Script(Completion(tuple(Delta(content=piece, tool_calls=()) for piece in ("1\n", "2\n", "3"))))
 
 
@@ -428,7 +428,7 @@ def continuation(request: MockRequest) -> Script:
 
 @scenario("stop_sequence")
 def stop_sequence(request: MockRequest) -> Script:
-    """Text, finish stop, vLLM `stop_reason` = the request's first stop string (§7.3)."""
+    """Text, finish stop, vLLM `stop_reason` = the request's first stop string (docs/backends.md)."""
     stop = request.body.get("stop")
     matched = stop[0] if isinstance(stop, list) and stop else stop if isinstance(stop, str) else None
     return Script(Completion(text_deltas("Counting: 1, 2, 3"), stop_reason=matched))
@@ -531,7 +531,7 @@ def _credentials(request: MockRequest) -> str:
 
 @scenario("reject_prefill")
 def reject_prefill(request: MockRequest) -> Script:
-    """400 like Claude 4.6+ when the last message is assistant (protocol §6); else `text`."""
+    """400 like Claude 4.6+ when the last message is assistant (Anthropic docs, prefill Claude's response); else `text`."""
     if request.last_role == "assistant":
         return _http_error(400, PREFILL_REJECTED, "invalid_request_error", "invalid_request")
     return text(request)

@@ -190,12 +190,12 @@ def stream_log_end(log: dict[str, Any], outcome: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering a Completion (protocol.md §7.2)
+# Rendering a Completion (openai-python types/chat/chat_completion_chunk.py)
 
 
 def _reasoning_keys(reasoning_field: str) -> tuple[str, ...]:
     # vLLM PR #27752 sent both names at once; older vLLM / SGLang / DeepSeek `reasoning_content`;
-    # current vLLM / Ollama / OpenRouter `reasoning` (protocol.md §7.3).
+    # current vLLM / Ollama / OpenRouter `reasoning` (docs/backends.md).
     return ("reasoning", "reasoning_content") if reasoning_field == "both" else (reasoning_field,)
 
 
@@ -314,7 +314,7 @@ def stream_render(
         )
     )
     # With include_usage, "all other chunks will also include a usage field, but with a null
-    # value" (OAI chat_completion_stream_options_param.py, protocol.md §7.2).
+    # value" (OAI chat_completion_stream_options_param.py, openai-python types/chat/chat_completion_chunk.py).
     tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
     suffix = b',"logprobs":null,"finish_reason":null}]' + tail
     keys = _reasoning_keys(reasoning_field)
@@ -693,7 +693,7 @@ class MockServer:
                 writer, request, _error_response(400, "'messages' is required and must be a list")
             )
         if body.get("continue_final_message") is True and body.get("add_generation_prompt") is True:
-            # vLLM's request validator (protocol.md §6).
+            # vLLM's request validator (Anthropic docs, prefill Claude's response).
             message = "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
             return await self._reply(writer, request, _error_response(400, message))
         try:

@@ -1,5 +1,5 @@
 """Requests to native Anthropic backends: the client's JSON, changed only where a capability says
-so (protocol.md §9.4), each change with its note."""
+so (README, Native Anthropic backends), each change with its note."""
 
 from __future__ import annotations
 
@@ -230,7 +230,7 @@ def test_billing_header_block_is_kept_by_default_and_stripped_on_request() -> No
     assert rules(notes) == [("system.strip_billing_header", "system[0]")]
 
 
-# -- prefill (protocol.md §6) ---------------------------------------------------------------
+# -- prefill (Anthropic docs, prefill Claude's response) ---------------------------------------------------------------
 
 
 def test_native_prefill_is_sent_with_trailing_whitespace_trimmed() -> None:

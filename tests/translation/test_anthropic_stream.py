@@ -1,4 +1,4 @@
-"""Native Anthropic streams are relayed event for event (protocol.md §3): only the message id and
+"""Native Anthropic streams are relayed event for event (Anthropic docs, streaming messages): only the message id and
 model change, a prefix repeated after a prefill rewrite is removed, failures end in ``error``."""
 
 from __future__ import annotations

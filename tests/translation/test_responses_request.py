@@ -1,4 +1,4 @@
-"""Anthropic requests become exact Responses API bodies, each rewrite with its note (protocol.md §8.1, §9.1)."""
+"""Anthropic requests become exact Responses API bodies, each rewrite with its note (openai-python types/responses/response_create_params.py; README, What is translated)."""
 
 from __future__ import annotations
 

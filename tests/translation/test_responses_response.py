@@ -1,4 +1,4 @@
-"""A non-streamed Responses API response becomes the exact Anthropic Message (protocol.md §8.2, §9.2, §9.3)."""
+"""A non-streamed Responses API response becomes the exact Anthropic Message (openai-python types/responses/response_stream_event.py; README, What is translated)."""
 
 from __future__ import annotations
 

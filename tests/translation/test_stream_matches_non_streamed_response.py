@@ -1,4 +1,4 @@
-"""Any chunking of a completion streams to the same message as its non-streamed form (STYLE.md §7).
+"""Any chunking of a completion streams to the same message as its non-streamed form (property-based, hypothesis).
 
 Hypothesis draws a completion (reasoning, text, tool calls with arbitrary JSON-object arguments,
 usage, finish reason), renders it once as a ``chat.completion`` body and once as stream chunks

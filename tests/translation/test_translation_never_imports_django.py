@@ -1,4 +1,4 @@
-"""translation/ is the protocol core: importable and testable without Django (DESIGN.md)."""
+"""translation/ is the protocol core: importable and testable without Django."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Passthrough to native Anthropic Messages backends, with the rewrites of protocol.md §9.4."""
+"""Passthrough to native Anthropic Messages backends, with the rewrites of README, Native Anthropic backends"""
 
 from translation.anthropic.request import (
     ANTHROPIC_VERSION,

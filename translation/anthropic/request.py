@@ -1,4 +1,4 @@
-"""Anthropic Messages request -> a native Anthropic backend (protocol.md §9.4).
+"""Anthropic Messages request -> a native Anthropic backend (README, Native Anthropic backends).
 
 The body is the client's own JSON (unknown fields kept, thinking blocks and signatures byte for
 byte); only the rewrites ``Capabilities`` call for are applied, each leaving a ``RewriteNote``:
@@ -32,7 +32,7 @@ from translation.thinking import thinking_intent
 
 ANTHROPIC_VERSION = "2023-06-01"
 
-# Anthropic validates replayed ids (protocol.md §1.3): client tool ids, and server tool ids.
+# Anthropic validates replayed ids (anthropic-sdk-python types/message_param.py): client tool ids, and server tool ids.
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _TOOL_ID_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
 SERVER_TOOL_ID_PREFIX = "srvtoolu_"
@@ -166,7 +166,7 @@ class _Rewriter:
                   "Moved a mid-conversation system message into the system prompt.")
         return False
 
-    # -- prefill (protocol.md §6) ----------------------------------------------------------
+    # -- prefill (Anthropic docs, prefill Claude's response) ----------------------------------------------------------
 
     def prefill(self, entries: list[tuple[int, dict[str, Any]]], body: dict[str, Any]) -> None:
         last = len(self.req.messages) - 1

@@ -1,8 +1,8 @@
-"""A native Anthropic ``Message`` -> the Message the client sees (protocol.md §2).
+"""A native Anthropic ``Message`` -> the Message the client sees (anthropic-sdk-python types/message.py).
 
 The backend's message passes through with the gateway's id and the client's model name; with
 ``prefill=rewrite`` a prefix the model repeated is removed, so the reply continues the prefill
-as Anthropic semantics promise (protocol.md §6).
+as Anthropic semantics promise (Anthropic docs, prefill Claude's response).
 """
 
 from __future__ import annotations

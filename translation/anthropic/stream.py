@@ -1,4 +1,4 @@
-"""Relay a native Anthropic stream to the client, event by event (protocol.md §3).
+"""Relay a native Anthropic stream to the client, event by event (Anthropic docs, streaming messages).
 
 The backend already speaks the client's grammar, so ``AnthropicStreamRelay`` passes its events
 through and changes only what the gateway owns: the message id and model name in
@@ -28,7 +28,7 @@ from translation.schemas import MessagesRequest
 
 Event = dict[str, Any]
 
-# Anthropic error type -> the HTTP status it "would normally correspond to" (protocol.md §4).
+# Anthropic error type -> the HTTP status it "would normally correspond to" (Anthropic docs, errors).
 _STATUS_FOR_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
                     "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
                     "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
@@ -101,7 +101,7 @@ class AnthropicStreamRelay:
             self._state = "done"
             out.append(chunk)
         else:
-            out.append(chunk)  # new event types: clients ignore what they do not know (protocol.md §3.1)
+            out.append(chunk)  # new event types: clients ignore what they do not know (Anthropic docs, streaming messages)
         return out
 
     def finish(self) -> list[Event]:
@@ -237,7 +237,7 @@ class AnthropicStreamRelay:
             if delta.get("stop_reason"):
                 self._finished = True
         usage = event.get("usage")
-        if isinstance(usage, dict):  # cumulative counts: the latest wins (protocol.md §3.1)
+        if isinstance(usage, dict):  # cumulative counts: the latest wins (Anthropic docs, streaming messages)
             self._message["usage"] = {**self._message.get("usage", {}), **usage}
         out.append(event)
 

@@ -19,7 +19,7 @@ from translation.signature import signature_mint
 
 CHAT_SIGNATURE_PAYLOAD: dict[str, Any] = {"src": "chat"}
 
-# Finish reasons that mean the generation failed (protocol.md §9.2): surfaced as errors.
+# Finish reasons that mean the generation failed (README, What is translated): surfaced as errors.
 FATAL_FINISH_REASONS: dict[str, tuple[int, str]] = {
     "abort": (502, "the backend aborted the generation (finish_reason=abort)"),
     "insufficient_system_resource": (529, "the backend is out of resources "
@@ -66,7 +66,7 @@ def _int(value: Any) -> int:
 
 
 def usage_from_openai(usage: dict[str, Any] | None, *, input_tokens_estimate: int = 0) -> dict[str, int]:
-    """Anthropic usage from Chat Completions usage (protocol.md §9.3).
+    """Anthropic usage from Chat Completions usage (README, What is translated).
 
     OpenAI's ``prompt_tokens`` include cached tokens; Anthropic's ``input_tokens`` exclude them.
     Never negative: some backends report cached tokens with ``prompt_tokens`` already net.
@@ -162,7 +162,7 @@ def body_error(body: dict[str, Any]) -> ApiError | None:
 
 
 def tool_id_make(raw: Any, *, message_id: str, ordinal: int, used: set[str]) -> str:
-    """A tool_use id Anthropic accepts on replay (``^[a-zA-Z0-9_-]+$``, protocol.md §1.3).
+    """A tool_use id Anthropic accepts on replay (``^[a-zA-Z0-9_-]+$``, anthropic-sdk-python types/message_param.py).
 
     Invalid characters become ``_`` (stable: the same backend id always maps to the same id).
     A missing id is derived from the message id and the tool's position, so the streamed and

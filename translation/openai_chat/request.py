@@ -1,4 +1,4 @@
-"""Anthropic Messages request -> OpenAI Chat Completions request (protocol.md §9.1).
+"""Anthropic Messages request -> OpenAI Chat Completions request (README, What is translated).
 
 Everything the backend may not understand is decided by ``Capabilities``; every change that is
 not a plain one-to-one mapping leaves a ``RewriteNote``.
@@ -236,7 +236,7 @@ class _Builder:
     # -- prefill --------------------------------------------------------------------------
 
     def prefill(self, i: int, out: dict[str, Any], body: dict[str, Any]) -> dict[str, Any] | None:
-        """The trailing assistant message, shaped by ``caps.prefill`` (protocol.md §6)."""
+        """The trailing assistant message, shaped by ``caps.prefill`` (Anthropic docs, prefill Claude's response)."""
         strategy = self.caps.prefill
         path = f"messages[{i}]"
         text = out.get("content") or ""

@@ -1,4 +1,4 @@
-"""Chat Completions response -> Anthropic Message (protocol.md §9.2, §9.3)."""
+"""Chat Completions response -> Anthropic Message (README, What is translated)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""Chat Completions stream chunks -> Anthropic stream events (protocol.md §3, §7.2, §9.2).
+"""Chat Completions stream chunks -> Anthropic stream events (Anthropic docs, streaming messages; openai-python types/chat/chat_completion_chunk.py; README, What is translated).
 
 ``ChatStreamTranslator`` is an incremental object in the style of httpx's decoders: the
 gateway calls ``start()`` when the upstream answers 200, ``feed(chunk)`` for every parsed SSE
 ``data`` object, and ``finish()`` on ``[DONE]`` or EOF (or ``fail(error)``).
 
-The Anthropic grammar is strict (protocol.md §3.2): blocks are opened lazily on their first
+The Anthropic grammar is strict (anthropic-sdk-python lib/streaming/_messages.py): blocks are opened lazily on their first
 non-empty delta, numbered 0..n-1, and the previous block is closed before the next one opens.
 Tool calls are keyed by ``(choice index, tool_calls[].index)``, never by "a name appeared" or
 by the presence of a ``tool_calls`` key (``"tool_calls": []`` next to content is plain text).
@@ -428,7 +428,7 @@ class ChatStreamTranslator:
         """Pass new argument fragments through as received, except whitespace-only ones.
 
         A whitespace-only ``partial_json`` buffer crashes the Python SDK's partial JSON parser
-        (protocol.md §3.2): blank fragments are held and sent with the next non-blank one.
+        (anthropic-sdk-python lib/streaming/_messages.py): blank fragments are held and sent with the next non-blank one.
         """
         for fragment in tool.raw[tool.fed:]:
             if tool.mode == "buffer":

@@ -1,4 +1,4 @@
-"""Exact input-token counts from the backend's own tokenizer (``count_tokens``, protocol.md §5).
+"""Exact input-token counts from the backend's own tokenizer (``count_tokens``, Anthropic docs, token counting).
 
 The translated Chat Completions body is what the model will see, so that is what gets counted:
 vLLM and SGLang render messages and tools through the model's chat template and tokenize the

@@ -116,7 +116,7 @@ def call_id_from_tool_id(tool_id: str) -> str:
 
 
 def usage_from_responses(usage: Any, *, input_tokens_estimate: int = 0) -> dict[str, int]:
-    """Anthropic usage from Responses usage (protocol.md §9.3): the same arithmetic as Chat
+    """Anthropic usage from Responses usage (README, What is translated): the same arithmetic as Chat
     Completions, where ``input_tokens`` includes ``input_tokens_details.cached_tokens``."""
     if not isinstance(usage, dict):
         return usage_from_openai(None, input_tokens_estimate=input_tokens_estimate)

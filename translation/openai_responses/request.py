@@ -1,4 +1,4 @@
-"""Anthropic Messages request -> OpenAI Responses request (protocol.md §8.1, §9.1).
+"""Anthropic Messages request -> OpenAI Responses request (openai-python types/responses/response_create_params.py; README, What is translated).
 
 Messages become ``input`` items in order: user text and images as ``message`` items with
 ``input_text`` / ``input_image`` parts, ``tool_result`` as ``function_call_output`` (first, then

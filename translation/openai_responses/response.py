@@ -1,4 +1,4 @@
-"""Responses API response -> Anthropic Message (protocol.md §8.2, §9.2, §9.3).
+"""Responses API response -> Anthropic Message (openai-python types/responses/response_stream_event.py; README, What is translated).
 
 Output items become blocks in output order, exactly as ``ResponsesStreamTranslator`` emits them
 (the same text filters, signature and tool-id rules from ``common``): ``reasoning`` -> thinking
