@@ -34,7 +34,7 @@ from translation.openai_chat.common import (
     tool_input_parse,
     usage_from_openai,
 )
-from translation.prefill import PREFIX_STRIP_DETAIL, prefill_echo_prefix
+from translation.prefill import PREFIX_STRIP_DETAIL, PrefixStrip, prefill_echo_prefix
 from translation.rewrites import PARALLEL_DROP_DETAIL, parallel_tools_disabled
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner, stop_matched_detail
@@ -105,11 +105,10 @@ class ChatStreamTranslator:
         self._held: dict[tuple[int, str], list[str]] = {}
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
-        # prefill=rewrite: hold the first text until it is known whether it repeats the prefix.
-        self._prefix = prefill_echo_prefix(request, caps)
+        # An echoed prefill (rewrite, prefill_echo): the first text is held until it is known
+        # whether it repeats the prefix.
+        self._prefix = PrefixStrip(prefill_echo_prefix(request, caps))
         self._prefix_choice: int | None = None
-        self._prefix_pos = 0
-        self._prefix_held: list[str] = []
         # stop_sequences=gateway: the live text runs through a scanner; a match ends the message.
         self._scanner = StopScanner(request.stop_sequences) if caps.stop_sequences == "gateway" else None
         # llama.cpp's __verbose (stop_sequences=llamacpp_verbose): the stop word and a full context.
@@ -310,13 +309,20 @@ class ChatStreamTranslator:
         self._block_delta("thinking", ci, text, out)
 
     def _text(self, ci: int, text: str, out: list[Event]) -> None:
-        if self._prefix:
+        if self._prefix.active:
             if self._prefix_choice is None:
                 self._prefix_choice = ci
             if ci == self._prefix_choice:
-                text = self._prefix_check(text, out)
+                text = self._prefix.feed(text)
+                if self._prefix.stripped:
+                    self._prefix.stripped = False
+                    self.notes.append(RewriteNote("prefill.strip_repeated_prefix", "content", PREFIX_STRIP_DETAIL))
                 if not text:
                     return
+        self._text_emit(ci, text, out)
+
+    def _text_emit(self, ci: int, text: str, out: list[Event]) -> None:
+        """Text past the prefix check: through the stop scanner (stop_sequences=gateway) to a block."""
         if self._scanner is not None and ci == (self._live_choice if self._live_choice is not None else ci):
             if self._scanner.matched is not None:
                 return
@@ -325,41 +331,15 @@ class ChatStreamTranslator:
                 return
         self._block_delta("text", ci, text, out)
 
+    def _prefix_release(self, out: list[Event]) -> None:
+        """Another block (or the end) comes: held text was not the whole prefix; it is text."""
+        if self._prefix.active and self._prefix.held:
+            self._text_emit(self._prefix_choice or 0, self._prefix.flush(), out)
+
     def _scan_release(self, out: list[Event]) -> None:
         """Another block (or the end) comes: text held as a possible stop-sequence start is text."""
         if self._scanner is not None and self._scanner.held and self._live_choice is not None:
             self._block_delta("text", self._live_choice, self._scanner.flush(), out)
-
-    # -- prefill=rewrite: strip a repeated prefix ----------------------------------------
-
-    def _prefix_check(self, text: str, out: list[Event]) -> str:
-        """Text to emit now ("" while it may still be the repeated prefix)."""
-        prefix, pos = self._prefix, self._prefix_pos
-        head = text[: len(prefix) - pos]
-        if prefix[pos: pos + len(head)] != head:
-            held = "".join(self._prefix_held)
-            self._prefix_done()
-            return held + text
-        self._prefix_pos = pos + len(head)
-        if self._prefix_pos < len(prefix):
-            self._prefix_held.append(text)
-            return ""
-        self._prefix_done()
-        self.notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
-                                      PREFIX_STRIP_DETAIL))
-        return text[len(head):]
-
-    def _prefix_done(self) -> None:
-        self._prefix = ""
-        self._prefix_held = []
-
-    def _prefix_release(self, out: list[Event]) -> None:
-        """Another block (or the end) comes: held text was not the whole prefix; send it as is."""
-        if self._prefix and self._prefix_held:
-            held = "".join(self._prefix_held)
-            ci = self._prefix_choice or 0
-            self._prefix_done()
-            self._block_delta("text", ci, held, out)
 
     # -- tool calls -----------------------------------------------------------------------
 
