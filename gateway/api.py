@@ -1,4 +1,4 @@
-"""The /v1 API. Views are thin: each calls one pipeline function (thin endpoints: a view parses, calls, returns).
+"""The /v1 API. Views are thin: each calls one pipeline function.
 
 Bodies are parsed by ``translation.schemas`` (for Anthropic-style error messages) and responses
 are built by the pipeline, so the OpenAPI document at ``/v1/openapi.json`` is assembled here from

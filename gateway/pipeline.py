@@ -22,7 +22,7 @@ from gateway.errors import error_response
 from gateway.ids import id_new
 from gateway.ratelimit import ratelimit_check
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
-from gateway.tokencount import tokens_count, upstream_call_count
+from gateway.tokencount import TOKENIZE_METHODS, tokens_count, upstream_call_count
 from gateway.upstream import client_for, response_or_pending, stream_not_sse, transport_error, upstream_error
 from inspector.live import live_publish
 from inspector.recorder import (
@@ -228,7 +228,7 @@ async def _window_fit(call: UpstreamCall, route: RouteInfo, record: ExchangeReco
     is answered as Anthropic does, 400 "prompt is too long", before the backend is asked.
     """
     caps = route.capabilities
-    if not caps.context_window or caps.token_count not in ("chat_tokenize", "llamacpp_tokenize"):
+    if not caps.context_window or caps.token_count not in TOKENIZE_METHODS:
         return None
     try:
         count = await asyncio.wait_for(upstream_call_count(call, route), PROMPT_COUNT_TIMEOUT_SECONDS)

@@ -30,6 +30,9 @@ from translation.openai_chat.tokenize import (
 from translation.schemas import CountTokensRequest, MessagesRequest
 from translation.tokens import tokens_estimate, tokens_estimate_body, tokens_floor_body
 
+# token_count methods where the backend tokenizes the translated request itself (cheap, local).
+TOKENIZE_METHODS = ("chat_tokenize", "llamacpp_tokenize")
+
 # A count is a small request: do not let a stuck backend hold the client for the read timeout.
 COUNT_TIMEOUT_SECONDS = 15.0
 
@@ -131,7 +134,7 @@ async def upstream_call_count(call: UpstreamCall, route: RouteInfo) -> int | Non
     sent), where ``token_count`` tokenizes through the backend; None where it cannot, or where its
     count is implausibly small (``tokens_floor_body``)."""
     method = route.capabilities.token_count
-    if method not in ("llamacpp_tokenize", "chat_tokenize"):
+    if method not in TOKENIZE_METHODS:
         return None
     count = await _backend_count(method, call, route)
     floor = tokens_floor_body(call.body, kind=adapter_for(route.backend).kind)

@@ -30,7 +30,7 @@ PROTECTED_BODY_FIELDS = ("continue_final_message", "add_generation_prompt")
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    # -- prefill (Anthropic docs, prefill Claude's response) --
+    # -- prefill (Anthropic docs, prefill) --
     # How a trailing assistant message (prefill) reaches the backend.
     prefill: str = "native"
     # Message flag that marks the trailing assistant message as a prefix when prefill is

@@ -1,4 +1,4 @@
-"""The mock backend's native Anthropic endpoint, ``POST /v1/messages`` (Anthropic Messages API reference; Anthropic docs, streaming messages and errors).
+"""The mock backend's native Anthropic endpoint, ``POST /v1/messages`` (Anthropic Messages API reference).
 
 It answers like a Claude model, streamed (SSE with ``event:`` lines) or not, and checks the
 request the way the real API does where the gateway has something to get right: a trailing
@@ -125,7 +125,7 @@ def text(body: dict[str, Any]) -> NativeReply:
 
 @native_scenario("reject_prefill")
 def reject_prefill(body: dict[str, Any]) -> NativeReply:
-    """400 like Claude 4.6+ when the last message is assistant (Anthropic docs, prefill Claude's response); else `text`."""
+    """400 like Claude 4.6+ when the last message is assistant (Anthropic docs, prefill); else `text`."""
     if _prefilled(body):
         return NativeReply(error=(400, "invalid_request_error", PREFILL_REJECTED))
     return text(body)
@@ -187,7 +187,7 @@ def rate_limited(body: dict[str, Any]) -> NativeReply:
                                                        "(mock)."), headers=(("retry-after", "3"),))
 
 
-# -- request checks the real API makes (anthropic-sdk-python types/message_create_params.py; anthropic-sdk-python types/message_param.py) ---------------------------
+# -- request checks the real API makes (anthropic-sdk-python message_create_params.py, message_param.py) -----
 
 
 def request_check(body: dict[str, Any]) -> str | None:
@@ -215,7 +215,7 @@ def request_check(body: dict[str, Any]) -> str | None:
     return None
 
 
-# -- rendering (anthropic-sdk-python types/message.py; Anthropic docs, streaming messages) ---------------------------------------------------------
+# -- rendering (anthropic-sdk-python types/message.py; Anthropic docs, streaming messages) -------------------
 
 
 def _usage(body: dict[str, Any], content: tuple[dict[str, Any], ...]) -> tuple[int, int]:

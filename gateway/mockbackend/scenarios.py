@@ -531,7 +531,7 @@ def _credentials(request: MockRequest) -> str:
 
 @scenario("reject_prefill")
 def reject_prefill(request: MockRequest) -> Script:
-    """400 like Claude 4.6+ when the last message is assistant (Anthropic docs, prefill Claude's response); else `text`."""
+    """400 like Claude 4.6+ when the last message is assistant (Anthropic docs, prefill); else `text`."""
     if request.last_role == "assistant":
         return _http_error(400, PREFILL_REJECTED, "invalid_request_error", "invalid_request")
     return text(request)

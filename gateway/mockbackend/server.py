@@ -693,7 +693,7 @@ class MockServer:
                 writer, request, _error_response(400, "'messages' is required and must be a list")
             )
         if body.get("continue_final_message") is True and body.get("add_generation_prompt") is True:
-            # vLLM's request validator (Anthropic docs, prefill Claude's response).
+            # vLLM's request validator (Anthropic docs, prefill).
             message = "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
             return await self._reply(writer, request, _error_response(400, message))
         try:

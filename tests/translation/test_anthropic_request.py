@@ -230,7 +230,7 @@ def test_billing_header_block_is_kept_by_default_and_stripped_on_request() -> No
     assert rules(notes) == [("system.strip_billing_header", "system[0]")]
 
 
-# -- prefill (Anthropic docs, prefill Claude's response) ---------------------------------------------------------------
+# -- prefill (Anthropic docs, prefill) ---------------------------------------------------------------
 
 
 def test_native_prefill_is_sent_with_trailing_whitespace_trimmed() -> None:

@@ -1,4 +1,4 @@
-"""Anthropic requests become exact Responses API bodies, each rewrite with its note (openai-python types/responses/response_create_params.py; README, What is translated)."""
+"""Anthropic requests become exact Responses API bodies, each rewrite with its note (openai-python response_create_params.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A non-streamed Responses API response becomes the exact Anthropic Message (openai-python types/responses/response_stream_event.py; README, What is translated)."""
+"""A non-streamed Responses API response becomes the exact Anthropic Message (openai-python response_stream_event.py)."""
 
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ class _Rewriter:
                   "Moved a mid-conversation system message into the system prompt.")
         return False
 
-    # -- prefill (Anthropic docs, prefill Claude's response) ----------------------------------------------------------
+    # -- prefill (Anthropic docs, prefill) ----------------------------------------------------------
 
     def prefill(self, entries: list[tuple[int, dict[str, Any]]], body: dict[str, Any]) -> None:
         last = len(self.req.messages) - 1
@@ -349,6 +349,11 @@ def build_request(req: MessagesRequest, caps: Capabilities, *,
     return body, r.notes
 
 
+def _betas(header: str) -> list[str]:
+    """The values of an ``anthropic-beta`` header (comma-separated)."""
+    return [b.strip() for b in header.split(",") if b.strip()]
+
+
 def headers_build(client_headers: Mapping[str, str] | None,
                   caps: Capabilities) -> tuple[dict[str, str], list[RewriteNote]]:
     """The client's ``anthropic-version`` (any version, unchanged) and its ``anthropic-beta``:
@@ -360,7 +365,7 @@ def headers_build(client_headers: Mapping[str, str] | None,
     lower = {k.lower(): v for k, v in (client_headers or {}).items()}
     headers = {"anthropic-version": lower.get("anthropic-version", "").strip() or ANTHROPIC_VERSION}
     sent = lower.get("anthropic-beta", "")
-    requested = list(dict.fromkeys(v.strip() for v in sent.split(",") if v.strip()))
+    requested = list(dict.fromkeys(_betas(sent)))
     if "*" in caps.betas:
         if requested:
             headers["anthropic-beta"] = sent
@@ -386,8 +391,8 @@ def beta_fields_drop(body: dict[str, Any], client_headers: Mapping[str, str] | N
     """Drop a beta-only field whose beta the client sent but ``headers_build`` filtered out.
     A field sent without its beta is left alone: that is the client's contract with the backend."""
     lower = {k.lower(): v for k, v in (client_headers or {}).items()}
-    requested = [b.strip() for b in lower.get("anthropic-beta", "").split(",")]
-    forwarded = [b.strip() for b in headers.get("anthropic-beta", "").split(",")]
+    requested = _betas(lower.get("anthropic-beta", ""))
+    forwarded = _betas(headers.get("anthropic-beta", ""))
     notes = []
     for name, prefix in BETA_FIELDS.items():
         if name not in body:

@@ -2,7 +2,7 @@
 
 The backend's message passes through with the gateway's id and the client's model name; with
 ``prefill=rewrite`` a prefix the model repeated is removed, so the reply continues the prefill
-as Anthropic semantics promise (Anthropic docs, prefill Claude's response).
+as Anthropic semantics promise (Anthropic docs, prefill).
 """
 
 from __future__ import annotations

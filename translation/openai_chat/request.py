@@ -236,7 +236,7 @@ class _Builder:
     # -- prefill --------------------------------------------------------------------------
 
     def prefill(self, i: int, out: dict[str, Any], body: dict[str, Any]) -> dict[str, Any] | None:
-        """The trailing assistant message, shaped by ``caps.prefill`` (Anthropic docs, prefill Claude's response)."""
+        """The trailing assistant message, shaped by ``caps.prefill`` (Anthropic docs, prefill)."""
         strategy = self.caps.prefill
         path = f"messages[{i}]"
         text = out.get("content") or ""

@@ -1,4 +1,4 @@
-"""Chat Completions stream chunks -> Anthropic stream events (Anthropic docs, streaming messages; openai-python types/chat/chat_completion_chunk.py; README, What is translated).
+"""Chat Completions stream chunks -> Anthropic stream events (Anthropic streaming docs; openai-python chat_completion_chunk.py).
 
 ``ChatStreamTranslator`` is an incremental object in the style of httpx's decoders: the
 gateway calls ``start()`` when the upstream answers 200, ``feed(chunk)`` for every parsed SSE

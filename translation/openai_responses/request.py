@@ -1,4 +1,4 @@
-"""Anthropic Messages request -> OpenAI Responses request (openai-python types/responses/response_create_params.py; README, What is translated).
+"""Anthropic Messages request -> OpenAI Responses request (openai-python response_create_params.py).
 
 Messages become ``input`` items in order: user text and images as ``message`` items with
 ``input_text`` / ``input_image`` parts, ``tool_result`` as ``function_call_output`` (first, then

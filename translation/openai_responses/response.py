@@ -1,4 +1,4 @@
-"""Responses API response -> Anthropic Message (openai-python types/responses/response_stream_event.py; README, What is translated).
+"""Responses API response -> Anthropic Message (openai-python response_stream_event.py).
 
 Output items become blocks in output order, exactly as ``ResponsesStreamTranslator`` emits them
 (the same text filters, signature and tool-id rules from ``common``): ``reasoning`` -> thinking

@@ -1,4 +1,4 @@
-"""Responses API stream events -> Anthropic stream events (Anthropic docs, streaming messages; openai-python types/responses/response_stream_event.py; README, What is translated).
+"""Responses API stream events -> Anthropic stream events (Anthropic streaming docs; openai-python response_stream_event.py).
 
 ``ResponsesStreamTranslator`` has the shape of ``ChatStreamTranslator``: ``start()`` when the
 upstream answers 200, ``feed(event)`` for every parsed SSE ``data`` object (each carries its
