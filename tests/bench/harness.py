@@ -128,7 +128,7 @@ class Stack:
 @contextmanager
 def mock_serving(tmp: Path) -> Iterator[tuple[int, int]]:
     port = free_port()
-    cmd = [sys.executable, "manage.py", "mockbackend", "--port", str(port), "--scenario", "bench",
+    cmd = [sys.executable, "-m", "tests.mockbackend", "--port", str(port), "--scenario", "bench",
            "--max-records", "20"]
     with serving(cmd, env=_clean_env(DEBUG="1"), cwd=REPO, log_path=tmp / "mock.log",
                  ready_url=f"http://127.0.0.1:{port}/health") as proc:

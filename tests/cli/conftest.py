@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 import pytest
 
-from gateway.mockbackend import MockServerThread
 from tests.conftest import REPO, slow_suite_deselect, unavailable
 from tests.e2e.conftest import E2E_KEY, Gateway, _database_url, _drop_database, daphne_serving, free_port
+from tests.mockbackend import MockServerThread
 
 CLAUDE_BIN = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
 MODEL = "claude-sonnet-4-5"

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from gateway.mockbackend.scenarios import CLI_TOOL_OUTPUT, REASONING_REPLY, REASONING_TEXT, TEXT_REPLY
 from tests.cli.conftest import MODEL, Claude, Session
+from tests.mockbackend.scenarios import CLI_TOOL_OUTPUT, REASONING_REPLY, REASONING_TEXT, TEXT_REPLY
 
 pytestmark = pytest.mark.cli
 

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.mockbackend import MockServerThread
 from tests.conftest import REPO
+from tests.mockbackend import MockServerThread
 
 E2E_KEY = "dgm_e2e_key_0123456789abcdefghij"
 

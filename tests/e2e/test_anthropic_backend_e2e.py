@@ -11,15 +11,15 @@ import httpx
 import pytest
 from anthropic._constants import ANTHROPIC_API_VERSION
 
-from gateway.mockbackend.native import (
+from tests.e2e.conftest import Gateway
+from tests.mockbackend.native import (
     CONTINUATION,
     NATIVE_REPLY,
     THINKING_REPLY,
     THINKING_SIGNATURE,
     THINKING_TEXT,
 )
-from gateway.mockbackend.scenarios import PREFILL_REJECTED
-from tests.e2e.conftest import Gateway
+from tests.mockbackend.scenarios import PREFILL_REJECTED
 
 pytestmark = pytest.mark.e2e
 

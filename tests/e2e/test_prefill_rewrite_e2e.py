@@ -9,8 +9,8 @@ from typing import Any
 import anthropic
 import pytest
 
-from gateway.mockbackend.scenarios import PREFILL_REJECTED, REPEATED_PREFILL_CONTINUATION
 from tests.e2e.conftest import Gateway
+from tests.mockbackend.scenarios import PREFILL_REJECTED, REPEATED_PREFILL_CONTINUATION
 
 pytestmark = pytest.mark.e2e
 

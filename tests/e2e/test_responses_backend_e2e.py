@@ -9,8 +9,8 @@ from typing import Any
 import anthropic
 import pytest
 
-from gateway.mockbackend.responses import REASONING_SUMMARY, TOOL_CALL_ID, TOOL_INPUT, encrypted_for
 from tests.e2e.conftest import Gateway
+from tests.mockbackend.responses import REASONING_SUMMARY, TOOL_CALL_ID, TOOL_INPUT, encrypted_for
 from translation.signature import signature_read
 
 pytestmark = pytest.mark.e2e

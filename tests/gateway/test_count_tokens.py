@@ -15,8 +15,8 @@ import httpx
 import pytest
 from django.test import AsyncClient
 
-from gateway.mockbackend import MockServerThread
 from tests.conftest import KEY, Upstream, claude_code_fixture
+from tests.mockbackend import MockServerThread
 from tests.translation.support import caps_make
 from translation.openai_chat import build_request
 from translation.schemas import MessagesRequest

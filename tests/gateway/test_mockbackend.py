@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from gateway.mockbackend import MockServer, MockServerThread, mock_server_start
-from gateway.mockbackend.scenarios import BASH_ARGUMENTS, PREFILL_REJECTED, TEXT_REPLY
+from tests.mockbackend import MockServer, MockServerThread, mock_server_start
+from tests.mockbackend.scenarios import BASH_ARGUMENTS, PREFILL_REJECTED, TEXT_REPLY
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = [{"role": "user", "content": "Say hello"}]
@@ -418,15 +418,11 @@ def test_thread_helper_serves_sync_clients() -> None:
         assert backend.url == f"http://127.0.0.1:{backend.port}/v1"
 
 
-async def test_management_command_prints_its_url_and_exits_cleanly_on_sigterm() -> None:
+async def test_module_command_prints_its_url_and_exits_cleanly_on_sigterm() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONPATH"] = str(REPO)
-    script = (
-        "from gateway.management.commands.mockbackend import Command; "
-        "Command().run_from_argv(['manage.py', 'mockbackend', '--port', '0'])"
-    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "tests.mockbackend", "--port", "0", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert process.stdout is not None

@@ -24,8 +24,8 @@ from schemathesis.checks import (
 )
 from schemathesis.generation import GenerationMode
 
-from gateway.mockbackend import MockServerThread
 from tests.conftest import KEY
+from tests.mockbackend import MockServerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

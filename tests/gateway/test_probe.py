@@ -22,10 +22,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from gateway.mockbackend import MockServerThread
-from gateway.mockbackend.scenarios import MAX_MODEL_LEN
 from gateway.models import Backend
 from gateway.probe import ProbeResult, backend_probe, preset_for_host, server_root
+from tests.mockbackend import MockServerThread
+from tests.mockbackend.scenarios import MAX_MODEL_LEN
 from translation.capabilities import capabilities_build
 
 SECRET = "sk-probe-secret-0123456789"

@@ -3,7 +3,7 @@
 Each test drives the gateway (Django's async test client, the real pipeline) against the mock
 backend over a socket, through a backend with that server's preset, and picks the mock's
 scenario for one server behaviour with a ``[[mock:NAME]]`` directive. The scenarios copy the
-servers' code at the versions docs/backends.md names (gateway/mockbackend/quirks.py cites the
+servers' code at the versions docs/backends.md names (tests/mockbackend/quirks.py cites the
 file and function of each); a test marked xfail is a behaviour the translation does not handle
 yet, and says what it must do.
 """
@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from django.test import AsyncClient
 
-from gateway.mockbackend import MockServerThread
-from gateway.mockbackend.quirks import CONTINUATION, EOS_TOKEN_ID, QUIRK_STOP, QUIRK_TEXT
-from gateway.mockbackend.scenarios import MAX_MODEL_LEN, chat_template_render, tokens_estimate
 from tests.conftest import KEY
 from tests.gateway.helpers import parse_sse
+from tests.mockbackend import MockServerThread
+from tests.mockbackend.quirks import CONTINUATION, EOS_TOKEN_ID, QUIRK_STOP, QUIRK_TEXT
+from tests.mockbackend.scenarios import MAX_MODEL_LEN, chat_template_render, tokens_estimate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

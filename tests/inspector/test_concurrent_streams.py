@@ -13,11 +13,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from gateway.mockbackend import MockServerThread
 from inspector.models import Exchange
 from inspector.recorder import recorder_stats
 from tests.conftest import KEY
 from tests.gateway.helpers import parse_sse
+from tests.mockbackend import MockServerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.mockbackend import MockServerThread
 from tests.e2e.conftest import _database_url, _drop_database, daphne_serving, free_port
+from tests.mockbackend import MockServerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """Load-test fixtures: three processes on real sockets, so none shares a GIL with another.
 
-- the mock backend (``manage.py mockbackend``) in its own process;
+- the mock backend (``python -m tests.mockbackend``) in its own process;
 - the gateway under daphne (``daphne_serving``, as in production), with its own database;
 - the load generator (``tests/load/loadgen.py``), started by the test itself.
 
@@ -52,11 +52,11 @@ keys:
 
 @contextmanager
 def mock_backend_process(*, env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """``manage.py mockbackend`` on a free port in its own process; yields its origin. It keeps
+    """``python -m tests.mockbackend`` on a free port in its own process; yields its origin. It keeps
     every chat request (bounded) so a test can ask it how each upstream stream ended."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "mockbackend", "--port", "0", "--scenario", "bench",
+            [sys.executable, "-m", "tests.mockbackend", "--port", "0", "--scenario", "bench",
              "--max-records", "1000000"],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
         )

@@ -23,9 +23,9 @@ import httpx
 import psycopg
 import pytest
 
-from gateway.mockbackend import MockServerThread
 from tests.conftest import REPO
 from tests.e2e.conftest import daphne_serving, free_port
+from tests.mockbackend import MockServerThread
 from tests.multi.services import ServiceMissing, postgres_server, redis_server
 
 ADMIN_USER, ADMIN_PASSWORD = "operator", "multi-admin-password"

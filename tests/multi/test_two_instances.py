@@ -24,9 +24,9 @@ import pytest
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from gateway.mockbackend.scenarios import TEXT_REPLY
 from tests.conftest import REPO
 from tests.e2e.conftest import free_port
+from tests.mockbackend.scenarios import TEXT_REPLY
 from tests.multi.conftest import KEYS, AdminSession, Instances
 
 pytestmark = pytest.mark.multi

@@ -19,11 +19,11 @@ from django.contrib.auth.models import User
 from django.test import AsyncClient, Client
 
 from gateway import snapshot, upstream
-from gateway.mockbackend import MockServerThread
 from gateway.models import ApiKey, Backend, Route
 from gateway.services import apikey_create
 from inspector.models import Exchange
 from inspector.recorder import recorder
+from tests.mockbackend import MockServerThread
 from tests.security.leaks import CLIENT_SECRET, UPSTREAM_SECRET, assert_no_secret, masked
 
 pytestmark = pytest.mark.django_db(transaction=True)

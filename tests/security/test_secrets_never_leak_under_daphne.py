@@ -15,9 +15,9 @@ import anthropic
 import httpx
 from anthropic.types import MessageParam
 
-from gateway.mockbackend import MockServerThread
 from tests.conftest import REPO
 from tests.e2e.conftest import _database_url, _drop_database, daphne_serving, free_port
+from tests.mockbackend import MockServerThread
 from tests.security.leaks import CLIENT_SECRET, UPSTREAM_SECRET, assert_no_secret, masked
 
 CONFIG = """

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.mockbackend.responses import RESPONSES_SCENARIOS, events_render
+from tests.mockbackend.responses import RESPONSES_SCENARIOS, events_render
 from tests.translation.support import caps_make, request_make, sdk_accumulate
 from translation.capabilities import Capabilities
 from translation.errors import ApiError

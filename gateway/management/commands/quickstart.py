@@ -1,8 +1,8 @@
 """``make run``: migrate, apply config, make sure there is something to talk to, then serve.
 
-On a fresh machine this leaves a working gateway: a demo backend (the project's mock server)
-with a route ``dragoman-demo`` when no backend exists, an admin user and a first API key (each
-secret printed once), and daphne on 127.0.0.1:PORT.
+On a fresh machine this leaves a working gateway: a demo backend (the project's mock server,
+``python -m tests.mockbackend``) with a route ``dragoman-demo`` when no backend exists, an admin
+user and a first API key (each secret printed once), and daphne on 127.0.0.1:PORT.
 """
 
 from __future__ import annotations
@@ -114,7 +114,10 @@ Claude Code:
         children: list[subprocess.Popen[bytes]] = []
         if mock_port is not None:
             if _port_free("127.0.0.1", mock_port):
-                children.append(subprocess.Popen([sys.executable, "manage.py", "mockbackend", "--port", str(mock_port)]))
+                # The demo backend is the test suite's mock (tests/mockbackend: asyncio and orjson,
+                # no dev extras), run from the checkout that holds manage.py.
+                children.append(subprocess.Popen([sys.executable, "-m", "tests.mockbackend", "--port", str(mock_port)],
+                                                 cwd=settings.BASE_DIR))
                 if not _wait_port("127.0.0.1", mock_port):
                     self.stderr.write(f"the mock backend did not start on port {mock_port}")
             else:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from gateway.mockbackend.scenarios import (
+from tests.mockbackend.scenarios import (
     DIRECTIVE,
     PREFILL_REJECTED,
     directive_find,

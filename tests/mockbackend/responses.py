@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from gateway.mockbackend.native import NativeResponse
-from gateway.mockbackend.scenarios import DIRECTIVE, tokens_estimate
+from tests.mockbackend.native import NativeResponse
+from tests.mockbackend.scenarios import DIRECTIVE, tokens_estimate
 
 REPLY = "Hello from the mock Responses backend!"
 TOOL_CALL_ID = "call_mockResponses0001"

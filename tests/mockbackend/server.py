@@ -17,7 +17,7 @@ client back-pressure are real. Endpoints:
     GET    /_mock/stats           open connections and requests in progress (not counting the
                                   asking connection), for leak checks
 
-No Django here (only the management command imports it).
+No Django here (tests/test_mockbackend_without_django.py checks it), and nothing beyond orjson.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from typing import Any
 
 import orjson
 
-from gateway.mockbackend.native import anthropic_error, native_respond
-from gateway.mockbackend.quirks import sglang_tokenize_error
-from gateway.mockbackend.responses import openai_error_body, responses_respond
-from gateway.mockbackend.scenarios import (
+from tests.mockbackend.native import anthropic_error, native_respond
+from tests.mockbackend.quirks import sglang_tokenize_error
+from tests.mockbackend.responses import openai_error_body, responses_respond
+from tests.mockbackend.scenarios import (
     MAX_MODEL_LEN,
     REASONING_FIELDS,
     SCENARIOS,

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from gateway.mockbackend.scenarios import (
+from tests.mockbackend.scenarios import (
     MAX_MODEL_LEN,
     Completion,
     Delta,

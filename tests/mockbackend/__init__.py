@@ -1,11 +1,11 @@
 """The project's scripted OpenAI-compatible backend, for e2e tests, benchmarks and the demo.
 
 Pure asyncio, no Django: `mock_server_start()` in a running loop, `MockServerThread` from sync
-code, `python manage.py mockbackend` from a shell. Scenarios live in `scenarios.py`.
+code, `python -m tests.mockbackend` from a shell. Scenarios live in `scenarios.py`.
 """
 
-from gateway.mockbackend.scenarios import SCENARIOS, Completion, Delta, Script, ToolCallFragment
-from gateway.mockbackend.server import MockServer, MockServerThread, mock_server_start
+from tests.mockbackend.scenarios import SCENARIOS, Completion, Delta, Script, ToolCallFragment
+from tests.mockbackend.server import MockServer, MockServerThread, mock_server_start
 
 __all__ = [
     "SCENARIOS",

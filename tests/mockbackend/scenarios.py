@@ -703,4 +703,4 @@ def context_limit(request: MockRequest) -> Script:
 
 
 # One scenario per vLLM / SGLang / Ollama behaviour, copied from their serving code.
-from gateway.mockbackend import quirks as _quirks  # noqa: E402,F401  (registers its scenarios)
+from tests.mockbackend import quirks as _quirks  # noqa: E402,F401  (registers its scenarios)
