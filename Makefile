@@ -9,28 +9,36 @@ CLAUDE_CODE_VERSION ?= 2.1.329
 CLAUDE_CODE_DIR := .cache/claude-code
 CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
-.PHONY: test-real llama-server install run test lint typecheck pytest clean claude-code test-cli chromium screenshots bench bench-peers \
-	services test-load test-multi anthropic-sdks
+.PHONY: test-real llama-server install install-dev run test lint typecheck pytest clean claude-code test-cli chromium \
+	screenshots bench bench-peers services test-load test-multi anthropic-sdks golden fixtures-claude-code
 
-$(VENV)/.installed: pyproject.toml
+# Two stamps: `make run` needs the runtime alone (pip install -e .); the test, lint, type-check,
+# benchmark and fixture targets add the dev extras (pytest, pytest-django, ruff, mypy, …) on top.
+$(VENV)/.installed-runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-runtime
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-runtime
+
+install-dev: $(VENV)/.installed-dev
 
 # Local use: DEBUG on (no secret key needed), SQLite under var/, demo backend when none exists.
 run: install
 	DEBUG=1 $(PY) manage.py quickstart
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check .
 
-typecheck: install
+typecheck: install-dev
 	$(VENV)/bin/mypy gateway translation inspector
 
-pytest: install chromium anthropic-sdks
+pytest: install-dev chromium anthropic-sdks
 	$(VENV)/bin/pytest -m "not cli and not load and not multi and not real"
 
 # The Anthropic Python SDK releases tests/e2e/test_sdk_versions.py drives the gateway with, each
@@ -62,7 +70,7 @@ chromium:
 # tenth of them leaving mid-stream (tests/load): zero errors, flat memory, one exchange per request.
 # Not part of `make test`; CI runs it. `make test-load LOAD_SECONDS=5` for a quick look.
 LOAD_SECONDS ?= 60
-test-load: install
+test-load: install-dev
 	DRAGOMAN_LOAD_SECONDS=$(LOAD_SECONDS) DRAGOMAN_LOG_LEVEL=WARNING $(VENV)/bin/pytest -m load tests/load -s
 
 # Debian's PostgreSQL and Redis for the many-instances tests, installed when missing and running
@@ -77,11 +85,11 @@ services:
 
 # Two gateway instances on one PostgreSQL and one Redis (tests/multi): admin changes on one are
 # served by the other within about a second; the live tail on one shows the other's traffic.
-test-multi: install services
+test-multi: install-dev services
 	DRAGOMAN_LOG_LEVEL=WARNING $(VENV)/bin/pytest -m multi tests/multi -s
 
 # Refresh docs/screenshots/ (the README's pictures of the inspector) from the browser tests.
-screenshots: install chromium
+screenshots: install-dev chromium
 	DRAGOMAN_SCREENSHOTS=1 $(VENV)/bin/pytest -m browser tests/browser
 
 test: lint typecheck pytest
@@ -106,7 +114,7 @@ $(CLAUDE_CODE_STAMP):
 claude-code: $(CLAUDE_CODE_STAMP)
 
 # The real Claude Code CLI against the gateway (tests/cli); not part of `make test`.
-test-cli: install claude-code
+test-cli: install-dev claude-code
 	$(VENV)/bin/pytest -m cli tests/cli
 
 # Benchmark (tests/bench, docs/performance.md): the mock backend, Dragoman under daphne (capture
@@ -118,7 +126,7 @@ LITELLM_VERSION ?= 1.109.1
 LITELLM_VENV := .cache/litellm-venv
 LITELLM_STAMP := $(LITELLM_VENV)/.installed-$(LITELLM_VERSION)
 
-bench: install
+bench: install-dev
 	$(PY) -m tests.bench $(BENCH_FLAGS)
 
 # LiteLLM's proxy in its own venv. Where pip cannot resolve its pins (a PyPI mirror without
@@ -136,7 +144,7 @@ $(LITELLM_STAMP):
 	touch $@
 
 # The same scenarios through LiteLLM too, alternating with Dragoman in every round.
-bench-peers: install $(LITELLM_STAMP)
+bench-peers: install-dev $(LITELLM_STAMP)
 	$(PY) -m tests.bench --peers $(BENCH_FLAGS)
 
 # A real llama.cpp llama-server (built from the llama.cpp in the llama-cpp-python sdist, 7-13
@@ -146,7 +154,7 @@ llama-server:
 	PYTHON=$(PYTHON) bash tests/real/setup.sh
 
 # Dragoman in front of that server, driven by the real Anthropic SDK and Claude Code (tests/real).
-test-real: install llama-server claude-code
+test-real: install-dev llama-server claude-code
 	DRAGOMAN_LOG_LEVEL=WARNING $(VENV)/bin/pytest -m real tests/real
 
 clean:
