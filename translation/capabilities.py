@@ -9,20 +9,37 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
-PREFILL_STRATEGIES = ("native", "continue_final_message", "prefix_flag", "rewrite", "reject")
-PREFILL_THINKING_POLICIES = ("allow", "disable_thinking", "reject")
-SYSTEM_MESSAGE_POLICIES = ("hoist", "keep", "reject")
-REASONING_REPLAY_POLICIES = ("always", "tool_turns", "never")
-THINKING_CONTROLS = ("none", "enable_thinking", "template_thinking", "reasoning_effort",
-                     "thinking_object", "reasoning_object", "native")
-TOOL_CHOICE_SUPPORT = ("full", "no_required", "auto_only", "omit")
-FOREIGN_THINKING_POLICIES = ("drop", "to_text")
-IMAGE_POLICIES = ("pass", "placeholder", "reject")
-REASONING_SUMMARIES = ("none", "auto", "concise", "detailed")
-TOKEN_COUNT_METHODS = ("estimate", "chat_tokenize", "llamacpp_tokenize", "native")
-STOP_SEQUENCE_SOURCES = ("backend", "llamacpp_verbose", "gateway")
+# Every capability that takes one of a fixed set of strings is a ``Literal`` (mypy checks the
+# translators' comparisons against it); the tuples below are the same sets for validation and
+# the admin's choices, derived so the two can never disagree.
+PrefillStrategy = Literal["native", "continue_final_message", "prefix_flag", "rewrite", "reject"]
+PrefillThinkingPolicy = Literal["allow", "disable_thinking", "reject"]
+SystemMessagePolicy = Literal["hoist", "keep", "reject"]
+ReasoningReplayPolicy = Literal["always", "tool_turns", "never"]
+ThinkingControl = Literal["none", "enable_thinking", "template_thinking", "reasoning_effort",
+                          "thinking_object", "reasoning_object", "native"]
+ToolChoiceSupport = Literal["full", "no_required", "auto_only", "omit"]
+ForeignThinkingPolicy = Literal["drop", "to_text"]
+ImagePolicy = Literal["pass", "placeholder", "reject"]
+ReasoningSummary = Literal["none", "auto", "concise", "detailed"]
+TokenCountMethod = Literal["estimate", "chat_tokenize", "llamacpp_tokenize", "native"]
+StopSequenceSource = Literal["backend", "llamacpp_verbose", "gateway"]
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
+
+PREFILL_STRATEGIES: tuple[str, ...] = get_args(PrefillStrategy)
+PREFILL_THINKING_POLICIES: tuple[str, ...] = get_args(PrefillThinkingPolicy)
+SYSTEM_MESSAGE_POLICIES: tuple[str, ...] = get_args(SystemMessagePolicy)
+REASONING_REPLAY_POLICIES: tuple[str, ...] = get_args(ReasoningReplayPolicy)
+THINKING_CONTROLS: tuple[str, ...] = get_args(ThinkingControl)
+TOOL_CHOICE_SUPPORT: tuple[str, ...] = get_args(ToolChoiceSupport)
+FOREIGN_THINKING_POLICIES: tuple[str, ...] = get_args(ForeignThinkingPolicy)
+IMAGE_POLICIES: tuple[str, ...] = get_args(ImagePolicy)
+REASONING_SUMMARIES: tuple[str, ...] = get_args(ReasoningSummary)
+TOKEN_COUNT_METHODS: tuple[str, ...] = get_args(TokenCountMethod)
+STOP_SEQUENCE_SOURCES: tuple[str, ...] = get_args(StopSequenceSource)
+MAX_TOKENS_FIELDS: tuple[str, ...] = get_args(MaxTokensField)
 
 # Fields the prefill strategy sets: no drop_fields or extra_body may remove or change them.
 PROTECTED_BODY_FIELDS = ("continue_final_message", "add_generation_prompt")
@@ -32,12 +49,12 @@ PROTECTED_BODY_FIELDS = ("continue_final_message", "add_generation_prompt")
 class Capabilities:
     # -- prefill (Anthropic docs, prefill) --
     # How a trailing assistant message (prefill) reaches the backend.
-    prefill: str = "native"
+    prefill: PrefillStrategy = "native"
     # Message flag that marks the trailing assistant message as a prefix when prefill is
     # "prefix_flag" (DeepSeek: "prefix", Kimi: "partial").
     prefix_flag_name: str = "prefix"
     # Prefill while thinking is on: pass both, turn thinking off for that request, or 400.
-    prefill_with_thinking: str = "allow"
+    prefill_with_thinking: PrefillThinkingPolicy = "allow"
     # Remove trailing whitespace from a prefill (Anthropic answers 400 to it).
     prefill_trim_whitespace: bool = False
     # The backend puts the prefill back in front of its reply (llama.cpp's message.content):
@@ -50,14 +67,14 @@ class Capabilities:
     reasoning_field_out: str = "reasoning_content"
     # Which assistant turns get their thinking back: every turn, only turns that called tools
     # (DeepSeek thinking mode, Kimi: 400 without it), or none (legacy DeepSeek R1: 400 with it).
-    reasoning_replay: str = "always"
+    reasoning_replay: ReasoningReplayPolicy = "always"
     # Sent as the reasoning of a tool-call turn that has none, under reasoning_replay=tool_turns.
     reasoning_placeholder: str = ""
     # The backend knob that the client's ``thinking`` / ``output_config.effort`` turns.
-    thinking_control: str = "none"
+    thinking_control: ThinkingControl = "none"
     # -- output and sampling --
     # Name of the output-token limit field.
-    max_tokens_field: str = "max_tokens"
+    max_tokens_field: MaxTokensField = "max_tokens"
     # Largest max_tokens the backend accepts (0 = no limit): larger requests are clamped.
     max_tokens_cap: int = 0
     # Send Anthropic's ``top_k`` (vLLM, SGLang, llama.cpp, Ollama accept it; OpenAI rejects it).
@@ -69,7 +86,7 @@ class Capabilities:
     # Who knows which stop sequence ended the output: the backend names it (vLLM ``stop_reason``,
     # SGLang ``matched_stop``), llama.cpp names it in ``__verbose.stopping_word`` when asked, or
     # nobody does and the gateway matches the sequences itself (not sent; the text is cut there).
-    stop_sequences: str = "backend"
+    stop_sequences: StopSequenceSource = "backend"
     # Tokens the model's context holds, prompt and output together (0: unknown). With a backend
     # that counts exactly, max_tokens is clamped to what is left after the prompt.
     context_window: int = 0
@@ -79,32 +96,32 @@ class Capabilities:
     # How count_tokens counts: the backend renders and tokenizes the translated request
     # (chat_tokenize: vLLM/SGLang messages+tools; llamacpp_tokenize: /apply-template then
     # /tokenize), native (Anthropic's own endpoint), or a conservative local estimate.
-    token_count: str = "estimate"
+    token_count: TokenCountMethod = "estimate"
     # Path of the tokenize endpoint on the backend's server root (vLLM /tokenize, SGLang /v1/tokenize).
     tokenize_path: str = "/tokenize"
     # -- tools and content --
     # tool_choice the backend accepts: everything, no "required"/named, only auto, or none at all.
-    tool_choice: str = "full"
+    tool_choice: ToolChoiceSupport = "full"
     # The backend accepts ``parallel_tool_calls``.
     parallel_tool_calls: bool = True
     # Images: pass them, replace them by a text placeholder (text-only model), or answer 400.
-    images: str = "pass"
+    images: ImagePolicy = "pass"
     # -- system prompt --
     # Drop Claude Code's per-request ``x-anthropic-billing-header`` system block (it defeats
     # prefix caching on local backends).
     strip_billing_header: bool = True
     # What to do with ``role: system`` messages inside ``messages``.
-    system_messages: str = "hoist"
+    system_messages: SystemMessagePolicy = "hoist"
     # -- OpenAI Responses backends (OpenAI Responses API reference) --
     # Reasoning summary to ask for with reasoning.effort ("none": do not ask).
-    reasoning_summary: str = "auto"
+    reasoning_summary: ReasoningSummary = "auto"
     # Stateless use: store: false and include reasoning.encrypted_content, so reasoning can be
     # replayed from the client's history instead of server-side state.
     stateless: bool = True
     # -- native Anthropic backends (README, Native Anthropic backends) --
     # Thinking blocks the gateway made from another backend's reasoning: drop them, or send
     # their text as a text block (never as thinking Claude would reject).
-    foreign_thinking: str = "drop"
+    foreign_thinking: ForeignThinkingPolicy = "drop"
     # ``anthropic-beta`` values forwarded ("*" = all; empty = none).
     betas: tuple[str, ...] = ("*",)
     # Keep ``cache_control.ttl`` / ``scope`` (newer extensions some endpoints reject).
@@ -209,7 +226,7 @@ CAPABILITY_CHOICES: dict[str, tuple[str, ...]] = {
     "reasoning_replay": REASONING_REPLAY_POLICIES,
     "thinking_control": THINKING_CONTROLS,
     "system_messages": SYSTEM_MESSAGE_POLICIES,
-    "max_tokens_field": ("max_tokens", "max_completion_tokens"),
+    "max_tokens_field": MAX_TOKENS_FIELDS,
     "tool_choice": TOOL_CHOICE_SUPPORT,
     "foreign_thinking": FOREIGN_THINKING_POLICIES,
     "images": IMAGE_POLICIES,
