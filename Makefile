@@ -94,6 +94,11 @@ screenshots: install-dev chromium
 
 test: lint typecheck pytest
 
+# Rewrite the golden upstream bodies (tests/translation/golden) from the current translators and
+# list the files that changed; review them with git diff. The tests only compare, never write.
+golden: install-dev
+	$(PY) -m tests.translation.golden_update
+
 # Claude Code from the npm registry into a git-ignored folder; on a machine without npm (a fresh
 # CI box) Debian's nodejs and npm are installed first. The npm package only places a native
 # binary, so the node version matters for the install step alone.

@@ -36,11 +36,28 @@ def slow_suite_deselect(config: pytest.Config, items: list[pytest.Item], *, fold
         items[:] = [item for item in items if not item.get_closest_marker(marker)]
 
 
-def unavailable(what: str, reason: str) -> None:
-    """Skip, except in CI: there a missing part must fail the build, never pass it silently."""
+def _ci() -> bool:
     import os
 
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite never writes a golden file: regenerating is `make golden`, reviewed by a person.
+    DRAGOMAN_GOLDEN_UPDATE (which once made the suite rewrite them) stops the run, in CI loudest."""
+    import os
+
+    if os.environ.get("DRAGOMAN_GOLDEN_UPDATE"):
+        where = "in CI, where golden files are only ever compared" if _ci() else "here"
+        raise pytest.UsageError(
+            f"DRAGOMAN_GOLDEN_UPDATE is set {where}: the tests never regenerate golden files. "
+            "Unset it; regenerate with `make golden` (python -m tests.translation.golden_update) "
+            "and review the diff.")
+
+
+def unavailable(what: str, reason: str) -> None:
+    """Skip, except in CI: there a missing part must fail the build, never pass it silently."""
+    if _ci():
         pytest.fail(f"{what} unavailable in CI: {reason}", pytrace=False)
     pytest.skip(f"{what} unavailable: {reason}")
 

@@ -3,15 +3,15 @@
 Bodies live in ``golden/<preset>/<case>.json`` beside their rewrite notes, so a reviewer reads
 what each backend really receives; any change to a rewrite shows up as a diff of these files.
 Strings longer than ``DIGEST_OVER`` characters (Claude Code's system prompt and tool texts) are
-kept as a sha256 digest with their length: still exact, but reviewable. Regenerate with
-``DRAGOMAN_GOLDEN_UPDATE=1 pytest tests/translation/test_presets_exact_bodies.py`` and read the diff.
+kept as a sha256 digest with their length: still exact, but reviewable. This test only compares;
+``make golden`` (``python -m tests.translation.golden_update``) rewrites the files and lists the
+changed ones, for review in ``git diff``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from translation.schemas import MessagesRequest
 
 GOLDEN = Path(__file__).parent / "golden"
 DIGEST_OVER = 300
-UPDATE = os.environ.get("DRAGOMAN_GOLDEN_UPDATE") == "1"
 
 # Each preset goes through the translator of the backend kind it is for: anthropic* through
 # translation.anthropic, openai-responses through translation.openai_responses, the rest through
@@ -90,7 +89,8 @@ def _request(case: str) -> MessagesRequest:
     return MessagesRequest.model_validate({"model": "claude-sonnet-4-5", "max_tokens": 1024, **CASES[case]})
 
 
-def _outcome(preset: str, case: str) -> dict[str, Any]:
+def outcome(preset: str, case: str) -> dict[str, Any]:
+    """What ``preset`` makes of ``case``: the upstream body and its rewrite notes, or the error."""
     try:
         if preset.startswith("anthropic"):
             body, notes = anthropic_translation.build_request(_request(case), caps_make(preset),
@@ -106,20 +106,28 @@ def _outcome(preset: str, case: str) -> dict[str, Any]:
     return {"body": _digest(body), "notes": [[n.rule, n.path] for n in notes]}
 
 
-@pytest.mark.parametrize("case", [*CASES, "claude_code_04"])
+ALL_CASES = [*CASES, "claude_code_04"]
+
+
+def golden_path(preset: str, case: str) -> Path:
+    return GOLDEN / preset / f"{case}.json"
+
+
+def golden_text(value: dict[str, Any]) -> str:
+    """A golden file's exact text (``make golden`` writes it, the test reads it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
 @pytest.mark.parametrize("preset", ALL_PRESETS)
 def test_preset_produces_the_recorded_upstream_body(preset: str, case: str) -> None:
-    path = GOLDEN / preset / f"{case}.json"
-    outcome = _outcome(preset, case)
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(outcome, indent=2, ensure_ascii=False) + "\n")
-    assert path.exists(), f"no golden file {path}; run with DRAGOMAN_GOLDEN_UPDATE=1 and review it"
-    assert outcome == json.loads(path.read_text())
+    path = golden_path(preset, case)
+    assert path.exists(), f"no golden file {path}; run `make golden` and review the new file"
+    assert outcome(preset, case) == json.loads(path.read_text()), "run `make golden` and review the diff"
 
 
 def test_every_golden_file_belongs_to_a_preset_and_case() -> None:
     """A renamed case or preset must not leave a stale file that nobody checks."""
-    expected = {f"{p}/{c}.json" for p in ALL_PRESETS for c in [*CASES, "claude_code_04"]}
+    expected = {f"{p}/{c}.json" for p in ALL_PRESETS for c in ALL_CASES}
     present = {str(p.relative_to(GOLDEN)) for p in GOLDEN.glob("*/*.json")}
     assert present - expected == set()
