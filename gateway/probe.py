@@ -16,7 +16,8 @@ context window, a text-only model) and warns about what only the server's operat
 (a chat template that cannot render tools). A suggestion repeats nothing the suggested preset
 already holds, and each carries the answer that called for it.
 
-No Django here: the admin calls it through ``asgiref.sync.async_to_sync``.
+What differs by backend kind (the headers, a preset the kind alone implies) is the kind's
+adapter's (``gateway.backends``). The admin calls it through ``asgiref.sync.async_to_sync``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gateway.backends import adapter_named
+from gateway.backends.openai import server_root
+from inspector.recorder import secrets_redact
 from translation.capabilities import CapabilityError, capabilities_build
-
-ANTHROPIC_VERSION = "2023-06-01"
 
 # Well-known API hosts and the preset that fits them.
 HOST_PRESETS: dict[str, str] = {
@@ -81,12 +83,6 @@ class _Answer:
     text: str = ""
     error: str = ""
     latency_ms: float | None = None
-
-
-def server_root(base_url: str) -> str:
-    """The server root of an OpenAI base URL: http://h:8000/v1 -> http://h:8000."""
-    root = base_url.rstrip("/")
-    return root.removesuffix("/v1")
 
 
 def preset_for_host(host: str) -> str | None:
@@ -154,10 +150,6 @@ def _models_from(body: Any) -> tuple[list[str], list[str]] | None:
     return ids, owners
 
 
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
-
-
 async def backend_probe(
     *, base_url: str, kind: str, api_key: str = "",
     timeout: float = 5.0,  # noqa: ASYNC109 - httpx's per-operation timeout, not one deadline
@@ -171,12 +163,9 @@ async def backend_probe(
     result = ProbeResult()
     models_url = base_url.rstrip("/") + "/models"
     host = urlsplit(base_url).hostname or ""
-    if kind == "anthropic":
-        headers = {"anthropic-version": ANTHROPIC_VERSION}
-        if api_key:
-            headers["x-api-key"] = api_key
-    else:
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    adapter = adapter_named(kind)
+    headers = adapter.probe_headers(api_key)
+    implied = adapter.probe_preset()
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), transport=transport,
                                  follow_redirects=False) as client:
@@ -193,7 +182,7 @@ async def backend_probe(
 
         fingerprints: dict[str, _Answer] = {}
         cloud = preset_for_host(host)
-        if kind != "anthropic" and cloud is None:
+        if implied is None and cloud is None:
             # Local servers: ask each server kind's own endpoint at the root, all at once. None
             # of them needs the key, but a proxy in front may, so send it anyway.
             root = server_root(base_url)
@@ -201,7 +190,7 @@ async def backend_probe(
             answers = await asyncio.gather(*(_get(client, root + p, headers, timeout) for p in paths))
             fingerprints = dict(zip(paths, answers, strict=True))
 
-    _identify(result, kind=kind, cloud=cloud, owners=owners, fingerprints=fingerprints)
+    _identify(result, implied=implied, cloud=cloud, owners=owners, fingerprints=fingerprints)
     _suggest(result, listing=listing, props=_json_object(fingerprints.get("/props")))
     return _redacted(result, api_key)
 
@@ -234,13 +223,13 @@ def _json_object(answer: _Answer | None) -> dict[str, Any] | None:
     return answer.json
 
 
-def _identify(result: ProbeResult, *, kind: str, cloud: str | None, owners: list[str],
+def _identify(result: ProbeResult, *, implied: tuple[str, str] | None, cloud: str | None, owners: list[str],
               fingerprints: dict[str, _Answer]) -> None:
-    """Fill server and suggested_preset from the evidence, strongest rule first."""
-    if kind == "anthropic":
-        result.suggested_preset = "anthropic"
-        result.evidence.append("kind is anthropic: preset anthropic (anthropic-no-prefill for models that "
-                               "reject prefill, Claude 4.6 and later)")
+    """Fill server and suggested_preset from the evidence, strongest rule first: a preset the
+    backend's kind implies, a known cloud host, the server's own fingerprint."""
+    if implied is not None:
+        result.suggested_preset, evidence = implied
+        result.evidence.append(evidence)
         return
     if cloud is not None:
         result.suggested_preset = cloud
@@ -384,12 +373,13 @@ def _redacted(result: ProbeResult, secret: str) -> ProbeResult:
     """Backends sometimes echo the key they rejected: never let it reach a message."""
     if not secret:
         return result
-    result.error = _redact(result.error, secret)
-    result.server = _redact(result.server, secret)
-    result.evidence = [_redact(line, secret) for line in result.evidence]
-    result.warnings = [_redact(line, secret) for line in result.warnings]
+    secrets = [secret]
+    result.error = secrets_redact(result.error, secrets)
+    result.server = secrets_redact(result.server, secrets)
+    result.evidence = secrets_redact(result.evidence, secrets)
+    result.warnings = secrets_redact(result.warnings, secrets)
     result.suggested_capabilities = [
-        Suggestion(s.name, s.value, _redact(s.reason, secret)) for s in result.suggested_capabilities
+        Suggestion(s.name, s.value, secrets_redact(s.reason, secrets)) for s in result.suggested_capabilities
     ]
-    result.models = [_redact(model, secret) for model in result.models]
+    result.models = secrets_redact(result.models, secrets)
     return result

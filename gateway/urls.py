@@ -12,7 +12,7 @@ from django.urls import path, re_path
 from gateway.api import api
 from gateway.errors import error_response, request_id_of
 from gateway.pipeline import records_live
-from gateway.upstream import pools_stats
+from gateway.upstream import pools
 from inspector.recorder import recorder
 from translation.errors import ApiError
 
@@ -44,9 +44,9 @@ def status_verbose() -> dict[str, Any]:
     stats = recorder.stats()
     return {
         "pid": os.getpid(),
-        "in_flight": sum(1 for record in list(records_live.values()) if "finished" not in record.timings),
+        "in_flight": records_live.in_flight(),
         "asyncio_tasks": len(asyncio.all_tasks()),
-        "upstream": pools_stats(),
+        "upstream": pools.stats(),
         "recorder": {name: stats.get(name) for name in _RECORDER_COUNTERS},
         "rss_bytes": _rss_bytes(),
     }

@@ -91,12 +91,8 @@ def upstream() -> Iterator[Upstream]:
     from gateway import upstream as upstream_module
 
     fake = Upstream()
-    saved = upstream_module.transport_factory
-    upstream_module.clients_reset()
-    upstream_module.transport_factory = lambda backend: httpx.MockTransport(fake)
-    yield fake
-    upstream_module.transport_factory = saved
-    upstream_module.clients_reset()
+    with upstream_module.pools.transport_swapped(lambda backend: httpx.MockTransport(fake)):
+        yield fake
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""Backend plug-ins: one small adapter per backend kind."""
+"""Backend plug-ins: one adapter per backend kind (``gateway.backends.base.BackendAdapter``).
+
+A kind is its module here and one line in ``ADAPTERS`` (README, "Adding a backend kind")."""
 
 from __future__ import annotations
 
@@ -7,21 +9,22 @@ from gateway.backends.base import BackendAdapter, UpstreamCall
 from gateway.backends.openai_chat import OpenAIChatAdapter
 from gateway.backends.openai_responses import OpenAIResponsesAdapter
 from gateway.snapshot import BackendInfo
-from translation.errors import ApiError
 
-ADAPTERS: dict[str, BackendAdapter] = {
-    OpenAIChatAdapter.kind: OpenAIChatAdapter(),
-    AnthropicAdapter.kind: AnthropicAdapter(),
-    OpenAIResponsesAdapter.kind: OpenAIResponsesAdapter(),
-}
+# One instance per kind, keyed by ``Backend.kind`` (gateway.models.BackendKind: the admin and
+# the config file accept only these values).
+ADAPTERS: dict[str, BackendAdapter] = {adapter.kind: adapter for adapter in (
+    OpenAIChatAdapter(),
+    OpenAIResponsesAdapter(),
+    AnthropicAdapter(),
+)}
 
 
 def adapter_for(backend: BackendInfo) -> BackendAdapter:
-    adapter = ADAPTERS.get(backend.kind)
-    if adapter is None:
-        raise ApiError(500, f"backend {backend.name} has kind {backend.kind!r}, which this gateway "
-                            "version cannot translate to yet", source="backend")
-    return adapter
+    return ADAPTERS[backend.kind]
 
 
-__all__ = ["BackendAdapter", "UpstreamCall", "adapter_for"]
+def adapter_named(kind: str) -> BackendAdapter:
+    return ADAPTERS[kind]
+
+
+__all__ = ["ADAPTERS", "BackendAdapter", "UpstreamCall", "adapter_for", "adapter_named"]

@@ -1,30 +1,14 @@
+"""OpenAI Chat Completions backends (vLLM, SGLang, llama.cpp, Ollama, OpenAI, ...)."""
+
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from gateway.backends.base import BackendAdapter, StreamTranslator, UpstreamCall
-from gateway.snapshot import RouteInfo
-from translation.notes import RewriteNote
+from gateway.backends.openai import OpenAIAdapter
 from translation.openai_chat import ChatStreamTranslator, build_request, translate_response
-from translation.schemas import MessagesRequest
 
 
-class OpenAIChatAdapter(BackendAdapter):
+class OpenAIChatAdapter(OpenAIAdapter):
     kind = "openai_chat"
-
-    def call_build(self, *, req: MessagesRequest, route: RouteInfo,
-                   client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
-        body, notes = build_request(req, route.capabilities, upstream_model=route.upstream_model or req.model,
-                                    backend_name=route.backend.name)
-        headers, _ = self.headers(route, stream=req.stream)
-        return UpstreamCall(url=f"{route.backend.base_url}/chat/completions", body=body, headers=headers, notes=notes)
-
-    def response_translate(self, *, body: dict[str, Any], req: MessagesRequest, route: RouteInfo,
-                           message_id: str) -> tuple[dict[str, Any], list[RewriteNote]]:
-        return translate_response(body, route.capabilities, request=req, message_id=message_id)
-
-    def stream_translator(self, *, req: MessagesRequest, route: RouteInfo, message_id: str,
-                          input_tokens: int) -> StreamTranslator:
-        return ChatStreamTranslator(route.capabilities, request=req, message_id=message_id,
-                                    input_tokens_estimate=input_tokens)
+    path = "/chat/completions"
+    request_build = staticmethod(build_request)
+    response_build = staticmethod(translate_response)
+    translator = ChatStreamTranslator

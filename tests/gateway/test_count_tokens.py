@@ -51,11 +51,11 @@ def backends(transactional_db: None, mock: MockServerThread) -> Iterator[None]:
                                          **overrides)
         Route.objects.create(model=f"{name}-model", backend=backend, upstream_model="mock-text")
     apikey_create(name="tester", secret=KEY)
-    upstream.clients_reset()
+    upstream.pools.reset()
     snapshot.snapshot_invalidate()
     mock.requests.clear()
     yield
-    upstream.clients_reset()
+    upstream.pools.reset()
     snapshot.snapshot_invalidate()
     from inspector.recorder import recorder
 

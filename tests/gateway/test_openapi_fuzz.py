@@ -48,9 +48,9 @@ def api_schema(gateway_setup: str) -> Iterator[Any]:
         Route.objects.create(model="*", backend=backend, upstream_model="mock", order=1000)
         Route.objects.create(model="fuzz-listed", backend=backend, upstream_model="mock", order=1)
         snapshot.snapshot_invalidate()
-        upstream.clients_reset()
+        upstream.pools.reset()
         yield schemathesis.openapi.from_asgi("/v1/openapi.json", get_asgi_application())
-        upstream.clients_reset()
+        upstream.pools.reset()
 
 
 # (schemathesis' own pytest loader for fixtures does not run on pytest 9, so hypothesis drives it.)

@@ -22,8 +22,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from gateway.backends.openai import server_root
 from gateway.models import Backend
-from gateway.probe import ProbeResult, backend_probe, preset_for_host, server_root
+from gateway.probe import ProbeResult, backend_probe, preset_for_host
 from tests.mockbackend import MockServerThread
 from tests.mockbackend.scenarios import MAX_MODEL_LEN
 from translation.capabilities import capabilities_build

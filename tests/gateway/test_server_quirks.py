@@ -54,11 +54,11 @@ def backends(transactional_db: None, mock: MockServerThread) -> Iterator[None]:
         backend = Backend.objects.create(name=preset, base_url=mock.url, preset=preset)
         Route.objects.create(model=f"{preset}-model", backend=backend, upstream_model="mock")
     apikey_create(name="tester", secret=KEY)
-    upstream.clients_reset()
+    upstream.pools.reset()
     snapshot.snapshot_invalidate()
     mock.requests.clear()
     yield
-    upstream.clients_reset()
+    upstream.pools.reset()
     snapshot.snapshot_invalidate()
     from inspector.recorder import recorder
 

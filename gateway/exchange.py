@@ -1,0 +1,277 @@
+"""One request's mutable context: the inspector's ``ExchangeRecord`` (the plain data it stores)
+and the named transitions the pipeline takes, each writing the fields and timing marks that
+step owns. ``finish`` hands the record to the recorder, exactly once."""
+
+from __future__ import annotations
+
+import base64
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from gateway.backends.base import UpstreamCall
+from gateway.snapshot import KeyInfo, RouteInfo
+from inspector.live import live_publish
+from inspector.recorder import (
+    ExchangeRecord,
+    headers_mask,
+    recorder,
+    secret_mask,
+    secrets_redact,
+    usage_merge,
+)
+from translation.errors import ApiError
+from translation.notes import RewriteNote
+
+
+class LiveExchanges:
+    """Every exchange not yet finished (gateway.urls' operator status counts them): weak, so a
+    record leaves when its request is done with it, and one that never finishes shows as a leak."""
+
+    def __init__(self) -> None:
+        self._records: weakref.WeakValueDictionary[str, ExchangeRecord] = weakref.WeakValueDictionary()
+
+    def add(self, record: ExchangeRecord) -> None:
+        self._records[record.id] = record
+
+    def values(self) -> list[ExchangeRecord]:
+        return list(self._records.values())
+
+    def in_flight(self) -> int:
+        return sum(1 for record in self.values() if "finished" not in record.timings)
+
+    def __iter__(self) -> Iterator[ExchangeRecord]:
+        return iter(self.values())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+records_live = LiveExchanges()
+
+
+class Exchange:
+    __slots__ = ("_finished", "record")
+
+    def __init__(self, record: ExchangeRecord) -> None:
+        self.record = record
+        self._finished = False
+
+    @classmethod
+    def start(cls, request: HttpRequest, endpoint: str) -> Exchange:
+        """The exchange of an API request that reached the pipeline (the middleware records the others)."""
+        record = ExchangeRecord(id=request.request_id, endpoint=endpoint,  # type: ignore[attr-defined]
+                                capture=settings.INSPECTOR_CAPTURE)
+        records_live.add(record)
+        record.client_request = {
+            "method": request.method, "path": request.get_full_path(), "headers": headers_mask(request.headers),
+        }
+        request.exchange_recorded = True  # type: ignore[attr-defined]
+        return cls(record)
+
+    # -- admission --------------------------------------------------------------------------
+
+    @property
+    def client_headers(self) -> Mapping[str, str] | None:
+        """The client's headers as stored (masked: enough for the protocol headers adapters read)."""
+        headers: Mapping[str, str] | None = self.record.client_request.get("headers")
+        return headers
+
+    @property
+    def secrets(self) -> list[str]:
+        return self.record.secrets
+
+    @property
+    def capture(self) -> str:
+        return self.record.capture
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Milliseconds since the request arrived (a bound method: the relay calls it per chunk)."""
+        return self.record.elapsed_ms
+
+    @property
+    def upstream_usage(self) -> dict[str, Any]:
+        """Where the usage a backend reports is folded (``usage_merge``), chunk by chunk."""
+        return self.record.upstream_usage
+
+    def body_received(self, raw: bytes, *, presented: Callable[[], Iterable[str]]) -> None:
+        """The client's body, whole. A body that is not UTF-8 is also kept exactly (base64, its
+        head), with the keys the client presented masked as the stored text columns are."""
+        client = self.record.client_request
+        client["body_raw"] = raw
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:  # body_text would replace the bad bytes: keep them exactly too
+                exact = raw[:settings.INSPECTOR_MAX_BODY_BYTES]
+                for secret in presented():
+                    exact = exact.replace(secret.encode(), secret_mask(secret).encode()) if len(secret) >= 8 else exact
+                client["body_base64"] = base64.b64encode(exact).decode()
+
+    def body_over_limit(self, head: bytes, *, declared: int, limit: int) -> None:
+        """A body over the request limit: its head only, and why."""
+        head_max = settings.INSPECTOR_MAX_BODY_BYTES
+        self.record.client_request["body_raw"] = head[:head_max]
+        self.record.client_request["body_truncated"] = {
+            "_truncated": True, "kept": min(len(head), head_max), "total": declared or None,
+            "reason": f"over the {limit}-byte request limit (DRAGOMAN_MAX_BODY_BYTES)"}
+
+    def keys_presented(self, keys: Iterable[str]) -> None:
+        self.record.secrets.extend(keys)
+
+    def authenticated(self, key: KeyInfo) -> None:
+        self.record.key_id, self.record.key_name = key.id, key.name
+
+    def parsed(self, model: str) -> None:
+        self.record.client_model = model
+
+    def admitted(self, route: RouteInfo, *, model: str, stream: bool) -> None:
+        """Routed: the backend, its key (masked wherever echoed) and capture level; the live tail hears of it."""
+        record = self.record
+        record.secrets.append(route.backend.api_key)
+        record.backend_name, record.route = route.backend.name, route.pattern
+        record.upstream_model = route.upstream_model or model
+        record.preset = route.backend.preset
+        record.capture = route.backend.capture or settings.INSPECTOR_CAPTURE
+        live_publish(record, state="in-flight", stream=stream)
+
+    def replayed(self, route: RouteInfo, *, model: str, stream: bool) -> None:
+        """A stored request sent again (the inspector's replay): what admission would have set."""
+        record = self.record
+        record.client_model, record.stream = model, stream
+        record.backend_name, record.preset = route.backend.name, route.backend.preset
+        record.upstream_model = route.upstream_model or model
+
+    def streaming(self, stream: bool) -> None:
+        self.record.stream = stream
+
+    # -- the upstream call ------------------------------------------------------------------
+
+    def upstream_prepared(self, call: UpstreamCall, route: RouteInfo) -> None:
+        record = self.record
+        record.notes.extend(n.as_dict() for n in call.notes)
+        record.upstream_request = {"url": call.url, "headers": headers_mask(call.headers), "body": call.body}
+        record.secrets.append(route.backend.api_key)
+
+    def note(self, rule: str, path: str, detail: str) -> None:
+        self.record.notes.append({"rule": rule, "path": path, "detail": detail})
+
+    def notes_add(self, notes: Iterable[RewriteNote]) -> None:
+        self.record.notes.extend(n.as_dict() for n in notes)
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: when a connection is ready and the request starts going out, and
+        when the response's status and headers arrived (MockTransport calls no hooks: marked after)."""
+        if event.endswith(".send_request_headers.started"):
+            self.record.mark("upstream_connected")
+        elif event.endswith(".receive_response_headers.complete"):
+            self.record.mark("upstream_headers")
+
+    def upstream_answered(self, status: int, body: bytes) -> None:
+        """A non-streamed answer, read whole."""
+        record = self.record
+        for mark in ("upstream_connected", "upstream_headers", "upstream_done"):  # unless traced already
+            record.mark(mark)
+        record.timings["upstream_first_byte"] = record.timings["upstream_headers"]
+        record.upstream_response = {"status": status, "body_raw": body}
+
+    def upstream_streaming(self, *, pending: bool) -> None:
+        """A streamed call's head came (unless ``pending``: then the trace marks it when it does)."""
+        if not pending:
+            self.record.mark("upstream_connected")
+            self.record.mark("upstream_headers")
+
+    def upstream_refused(self, status: int, body: bytes) -> None:
+        """A streamed call answered with an error (or not a stream), before the client's stream began."""
+        self.record.mark("upstream_first_byte")
+        self.record.upstream_response = {"status": status, "body_raw": body}
+
+    # -- the stream ------------------------------------------------------------------------
+
+    def stream_started(self) -> None:
+        self.record.mark("first_event")
+
+    def upstream_first_byte(self, at: float) -> None:
+        self.record.timings.setdefault("upstream_first_byte", at)
+
+    def first_token(self, chunk_at: float) -> None:
+        """The first event after message_start and pings, and when its upstream chunk arrived."""
+        self.record.mark("first_token")
+        self.record.timings["first_token_chunk"] = chunk_at
+
+    # -- endings ----------------------------------------------------------------------------
+
+    def completed(self, message: dict[str, Any], notes: Iterable[RewriteNote], upstream_body: dict[str, Any]) -> None:
+        """A non-streamed message, translated."""
+        record = self.record
+        record.notes.extend(n.as_dict() for n in notes)
+        usage_merge(record.upstream_usage, upstream_body)
+        record.status = 200
+        record.stop_reason = message.get("stop_reason") or ""
+        record.usage = message.get("usage") or {}
+        record.client_response = {"body": message}
+        self.finish()
+
+    def counted(self, result: dict[str, Any], usage: dict[str, Any]) -> None:
+        self.record.status = 200
+        self.record.usage = usage
+        self.record.client_response = {"body": result}
+        self.finish()
+
+    def failed(self, error: ApiError) -> ApiError:
+        """The request fails with ``error`` (its message, and a native backend's own error body,
+        with any secret a backend echoed masked); returns it."""
+        record = self.record
+        error.message = secrets_redact(error.message, record.secrets)  # a backend may echo its key
+        if error.body is not None:  # a native backend's own error body, forwarded as is unless it holds a secret
+            text = error.body.decode("utf-8", "replace")
+            if (redacted := secrets_redact(text, record.secrets)) != text:
+                error.body = redacted.encode()
+        record.status, record.error_type, record.error_message = error.status, error.type, error.message
+        self.finish()
+        return error
+
+    def client_left(self) -> None:
+        """The client disconnected before an answer (499 is nginx's "client closed")."""
+        self.record.status, self.record.disconnected = 499, True
+        self.finish()
+
+    def stream_disconnected(self) -> None:
+        """The client left during its stream (the stream's end records the rest)."""
+        self.record.disconnected = True
+
+    def stream_error(self, error: dict[str, Any]) -> None:
+        """The stream's ``error`` event (its message masked where a backend echoed a secret)."""
+        record = self.record
+        if record.secrets and isinstance(error.get("message"), str):
+            error["message"] = secrets_redact(error["message"], record.secrets)
+        record.error_type = error.get("type", "")
+        record.error_message = error.get("message", "")
+
+    def stream_ended(self, *, upstream_status: int, message: dict[str, Any], notes: Iterable[RewriteNote],
+                     upstream_chunks: list[list[Any]], client_events: list[list[Any]] | None) -> None:
+        """The stream is over, however it ended: what the client saw, what the backend sent."""
+        record = self.record
+        record.status = 200
+        record.notes.extend(n.as_dict() for n in notes)
+        record.stop_reason = message.get("stop_reason") or ""
+        record.usage = message.get("usage") or {}
+        record.upstream_response = {"status": upstream_status, "chunks": upstream_chunks}
+        record.client_response = {"events": client_events, "message": message} if client_events is not None else {}
+        self.finish()
+
+    def finish(self) -> None:
+        """Mark the end and hand the record to the recorder (once; later calls do nothing)."""
+        if self._finished:
+            return
+        self._finished = True
+        self.record.mark("finished")
+        recorder.submit(self.record)
