@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
 from translation.notes import RewriteNote
 from translation.prefill import BILLING_HEADER_PREFIX
-from translation.schemas import Base64Source, ImageBlock, MessagesRequest, SearchResultBlock, UrlSource
+from translation.schemas import (
+    Base64Source,
+    ImageBlock,
+    Message,
+    MessagesRequest,
+    SearchResultBlock,
+    TextBlock,
+    UrlSource,
+)
 
 # Top-level request fields the OpenAI-style translators map; anything else (context_management,
 # cache_control, container, service_tier, ...) is not forwarded, with a note.
@@ -69,6 +77,27 @@ def system_message_rejected(i: int) -> ApiError:
                          "the input message role must be 'user' or 'assistant'.")
 
 
+def system_message_keep(i: int, caps: Capabilities, notes: list[RewriteNote], *, hoisted_into: str) -> bool:
+    """The ``system_messages`` policy for ``messages[i]`` (a ``role: system`` message), for every kind.
+
+    True: the message stays where it is (``keep``). False: the caller moves its text into the
+    system prompt (``hoist``, noted here, naming ``hoisted_into``). ``reject`` is a 400.
+    """
+    policy = caps.system_messages
+    if policy == "reject":
+        raise system_message_rejected(i)
+    if policy == "keep":
+        return True
+    notes.append(RewriteNote("system_messages.hoist", f"messages[{i}]",
+                             f"Moved a mid-conversation system message into {hoisted_into}."))
+    return False
+
+
+def system_message_text(message: Message) -> str:
+    """The text of a ``role: system`` message: its non-empty text blocks, a blank line apart."""
+    return "\n\n".join(b.text for b in message.blocks() if isinstance(b, TextBlock) and b.text)
+
+
 def image_url(block: ImageBlock) -> str | None:
     """A data URI or URL for the image; None for a Files API id."""
     source = block.source
@@ -77,6 +106,28 @@ def image_url(block: ImageBlock) -> str | None:
     if isinstance(source, UrlSource):
         return source.url
     return None
+
+
+def image_policy(path: str, block: ImageBlock, caps: Capabilities, notes: list[RewriteNote], *,
+                 backend: str) -> tuple[Literal["url", "text"], str] | None:
+    """What an image becomes under ``caps.images``, for every OpenAI-style kind.
+
+    ``("url", data URI or URL)`` to send as the kind's image part; ``("text", placeholder)`` for
+    a text-only model (``placeholder``); None when it is dropped (a Files API id no OpenAI-style
+    backend can read). ``reject`` is a 400 naming the backend.
+    """
+    if caps.images == "reject":
+        raise ApiError(400, f"{path}: {backend} does not accept images (capability images=reject)")
+    if caps.images == "placeholder":
+        notes.append(RewriteNote("image.placeholder", path, "Replaced an image by a text placeholder: the backend "
+                                                            "takes text only (capability images=placeholder)."))
+        return "text", IMAGE_PLACEHOLDER
+    url = image_url(block)
+    if url is None:
+        notes.append(RewriteNote("image.drop_file", path, "Dropped an image given as an Anthropic Files API id "
+                                                          "(the backend cannot read it)."))
+        return None
+    return "url", url
 
 
 def search_result_text(block: SearchResultBlock) -> str:

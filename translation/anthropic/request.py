@@ -25,7 +25,7 @@ from translation.prefill import (
     prefill_text,
     prefill_trimmed,
 )
-from translation.rewrites import system_message_rejected
+from translation.rewrites import system_message_keep
 from translation.schemas import MessagesRequest
 from translation.signature import SIGNATURE_PREFIX, signature_read
 from translation.thinking import thinking_intent
@@ -147,11 +147,8 @@ class _Rewriter:
 
     def system_message(self, i: int, message: dict[str, Any], body: dict[str, Any]) -> bool:
         """Apply ``system_messages``; True when the message stays in ``messages``."""
-        policy = self.caps.system_messages
-        if policy == "keep":
+        if system_message_keep(i, self.caps, self.notes, hoisted_into="the system prompt"):
             return True
-        if policy == "reject":
-            raise system_message_rejected(i)
         content = message.get("content")
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
         blocks = [b for b in blocks if isinstance(b, dict) and b.get("type") == "text" and b.get("text")]
@@ -162,8 +159,6 @@ class _Rewriter:
             else:
                 text = "\n\n".join(b["text"] for b in blocks)
                 body["system"] = f"{system}\n\n{text}" if system else text
-        self.note("system_messages.hoist", f"messages[{i}]",
-                  "Moved a mid-conversation system message into the system prompt.")
         return False
 
     # -- prefill (Anthropic docs, prefill) ----------------------------------------------------------

@@ -19,11 +19,11 @@ from translation.prefill import (
 )
 from translation.rewrites import (
     EFFORT_TO_OPENAI,
-    IMAGE_PLACEHOLDER,
     fields_unmapped,
-    image_url,
+    image_policy,
     search_result_text,
-    system_message_rejected,
+    system_message_keep,
+    system_message_text,
     system_texts,
     tool_choice_apply,
 )
@@ -64,17 +64,11 @@ class _Builder:
         self.system_parts.extend(system_texts(self.req, self.caps, self.notes))
 
     def system_message(self, i: int, message: Message) -> None:
-        text = "\n\n".join(b.text for b in message.blocks() if isinstance(b, TextBlock) and b.text)
-        policy = self.caps.system_messages
-        if policy == "reject":
-            raise system_message_rejected(i)
-        if policy == "keep":
+        text = system_message_text(message)
+        if system_message_keep(i, self.caps, self.notes, hoisted_into="the leading system prompt"):
             self.messages.append({"role": "system", "content": text})
-            return
-        if text:
+        elif text:
             self.system_parts.append(text)
-        self.note("system_messages.hoist", f"messages[{i}]",
-                  "Moved a mid-conversation system message into the leading system prompt.")
 
     # -- user -----------------------------------------------------------------------------
 
@@ -101,17 +95,11 @@ class _Builder:
             if block.text:
                 parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageBlock):
-            url = image_url(block)
-            if self.caps.images == "reject":
-                raise ApiError(400, f"{path}: {self.backend} does not accept images (capability images=reject)")
-            if self.caps.images == "placeholder":
-                parts.append({"type": "text", "text": IMAGE_PLACEHOLDER})
-                self.note("image.placeholder", path, "Replaced an image by a text placeholder: the backend "
-                                                     "takes text only (capability images=placeholder).")
-            elif url is None:
-                self.note("image.drop_file", path, "Dropped an image given as a Files API id (no Chat equivalent).")
-            else:
-                parts.append({"type": "image_url", "image_url": {"url": url}})
+            image = image_policy(path, block, self.caps, self.notes, backend=self.backend)
+            if image is not None:
+                kind, value = image
+                parts.append({"type": "text", "text": value} if kind == "text" else
+                             {"type": "image_url", "image_url": {"url": value}})
         elif isinstance(block, DocumentBlock):
             self.document(path, block, parts)
         elif isinstance(block, SearchResultBlock):

@@ -31,11 +31,11 @@ from translation.openai_responses.common import (
 from translation.prefill import PREFILL_REWRITE_INSTRUCTION, prefill_trimmed
 from translation.rewrites import (
     EFFORT_TO_OPENAI,
-    IMAGE_PLACEHOLDER,
     fields_unmapped,
-    image_url,
+    image_policy,
     search_result_text,
-    system_message_rejected,
+    system_message_keep,
+    system_message_text,
     system_texts,
     tool_choice_apply,
 )
@@ -80,17 +80,11 @@ class _Builder:
         self.instructions.extend(system_texts(self.req, self.caps, self.notes))
 
     def system_message(self, i: int, message: Message) -> None:
-        text = "\n\n".join(b.text for b in message.blocks() if isinstance(b, TextBlock) and b.text)
-        policy = self.caps.system_messages
-        if policy == "reject":
-            raise system_message_rejected(i)
-        if policy == "keep":
+        text = system_message_text(message)
+        if system_message_keep(i, self.caps, self.notes, hoisted_into="instructions"):
             self.items.append(_message("system", [{"type": "input_text", "text": text}]))
-            return
-        if text:
+        elif text:
             self.instructions.append(text)
-        self.note("system_messages.hoist", f"messages[{i}]",
-                  "Moved a mid-conversation system message into instructions.")
 
     # -- user -----------------------------------------------------------------------------
 
@@ -115,18 +109,11 @@ class _Builder:
             if block.text:
                 parts.append({"type": "input_text", "text": block.text})
         elif isinstance(block, ImageBlock):
-            url = image_url(block)
-            if self.caps.images == "reject":
-                raise ApiError(400, f"{path}: {self.backend} does not accept images (capability images=reject)")
-            if self.caps.images == "placeholder":
-                parts.append({"type": "input_text", "text": IMAGE_PLACEHOLDER})
-                self.note("image.placeholder", path, "Replaced an image by a text placeholder: the backend "
-                                                     "takes text only (capability images=placeholder).")
-            elif url is None:
-                self.note("image.drop_file", path, "Dropped an image given as an Anthropic Files API id "
-                                                   "(the backend cannot read it).")
-            else:
-                parts.append({"type": "input_image", "image_url": url, "detail": "auto"})
+            image = image_policy(path, block, self.caps, self.notes, backend=self.backend)
+            if image is not None:
+                kind, value = image
+                parts.append({"type": "input_text", "text": value} if kind == "text" else
+                             {"type": "input_image", "image_url": value, "detail": "auto"})
         elif isinstance(block, DocumentBlock):
             self.document(path, block, parts)
         elif isinstance(block, SearchResultBlock):
