@@ -20,6 +20,7 @@ from inspector import views
 from inspector.models import Exchange
 from inspector.recorder import recorder
 from translation.errors import ApiError
+from translation.usage import overhead_ms
 
 _FIELDS = {f.name for f in Exchange._meta.concrete_fields}
 # Columns the recording side may add; the list uses them when they exist.
@@ -116,19 +117,12 @@ def exchange_ttft(obj: Exchange) -> float | None:
 
 
 def exchange_overhead(obj: Exchange) -> float | None:
-    """Time the gateway added: before the upstream request left, and between the backend's
-    answer and what the client got (first event for streams, the end otherwise)."""
+    """Time the gateway added: the stored column, or (rows written before it existed) the same
+    computation the recorder makes, from the stored timing marks."""
     value = getattr(obj, "overhead_ms", None)
     if value is not None:
         return float(value)
-    t = obj.timings or {}
-    sent = t.get("upstream_sent", t.get("upstream_connected"))
-    first_byte = obj.upstream_first_byte_ms
-    if first_byte is None:
-        return None
-    after = (obj.first_event_ms if obj.stream else obj.duration_ms)
-    total = (after - first_byte) if after is not None else 0.0
-    return round(total + (sent or 0.0), 3)
+    return overhead_ms(obj.timings or {}, obj.stream)
 
 
 @admin.register(Exchange)

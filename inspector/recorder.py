@@ -8,11 +8,8 @@ their truncation markers, summary columns, and retention (``inspector.retention`
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,83 +19,22 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import DataError, close_old_connections
-from django.utils.datastructures import CaseInsensitiveMapping
 
 from inspector.live import live_publish
-from translation.jsonbytes import json_bytes
+from translation.jsonbytes import json_bytes, json_loads_exact
+
+# headers_mask, secret_mask, secrets_redact and usage_merge live in translation; the ``as`` forms
+# re-export them for gateway modules that still import them from here.
+from translation.masking import headers_mask as headers_mask
+from translation.masking import secret_mask as secret_mask
+from translation.masking import secrets_redact as secrets_redact
+from translation.usage import overhead_ms
+from translation.usage import usage_merge as usage_merge
 from translation.validate import stream_validate
 
 log = logging.getLogger(__name__)
 
 CAPTURE_LEVELS = ("full", "metadata", "off")
-
-# Header names that carry credentials: the usual ones, and any operator-added header (backend
-# capability extra_headers) whose name says it is a key, token, secret or credential.
-_SECRET_HEADER_WORDS = ("key", "auth", "token", "secret", "cookie", "password", "credential", "signature")
-
-
-@functools.lru_cache(maxsize=4096)  # header names repeat: every request pays one dict lookup each
-def _is_secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_HEADER_WORDS)
-
-
-def secret_mask(value: str) -> str:
-    return "***" + value[-4:] if len(value) > 8 else "***"
-
-
-def headers_mask(headers: Any) -> dict[str, str]:
-    # Django's request.headers looks every key up again through items(); its store has the pairs.
-    pairs = headers._store.values() if isinstance(headers, CaseInsensitiveMapping) else headers.items()
-    return {k: (secret_mask(v) if _is_secret_header(k) else v) for k, v in pairs}
-
-
-# Shorter strings could be ordinary words; every real key is longer.
-_SECRET_MIN_LEN = 8
-
-
-def secrets_redact(value: Any, secrets: tuple[str, ...] | list[str]) -> Any:
-    """``value`` with every occurrence of each secret replaced by its masked form: for what a
-    backend echoes back (some proxies put the Authorization header in their error bodies)."""
-    wanted = [s for s in dict.fromkeys(secrets) if len(s) >= _SECRET_MIN_LEN]
-    if not wanted:
-        return value
-    try:
-        blob = orjson.dumps(value)
-    except TypeError:  # integers beyond 64 bits: walk it anyway
-        blob = None
-    if blob is not None:
-        wanted = [s for s in wanted if orjson.dumps(s)[1:-1] in blob]
-        if not wanted:
-            return value
-    return _redact(value, wanted)
-
-
-def _redact(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, secret_mask(secret))
-        return value
-    if isinstance(value, dict):
-        return {_redact(k, secrets): _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact(v, secrets) for v in value]
-    return value
-
-
-def usage_merge(usage: dict[str, Any], chunk: Any) -> None:
-    """Fold the usage a backend reports in one stream chunk into ``usage``: top-level ``usage``
-    (Chat Completions' final chunk, Anthropic ``message_delta``) or nested in ``message``
-    (Anthropic ``message_start``) or ``response`` (Responses ``response.completed``)."""
-    if not isinstance(chunk, dict):
-        return
-    found = chunk.get("usage")
-    if found is None:
-        nested = chunk.get("message") or chunk.get("response")
-        found = nested.get("usage") if isinstance(nested, dict) else None
-    if isinstance(found, dict):
-        usage.update(found)
 
 
 @dataclass
@@ -154,21 +90,8 @@ class ExchangeRecord:
         return self.timings.get("first_token" if self.stream else "finished")
 
     def overhead_ms(self) -> float | None:
-        """Time the gateway added before the client's first token: before the upstream request
-        went out, plus (streams) the wait between the upstream chunk that produced the first token
-        and its event, or (non-streaming) between the upstream body and the reply. Without an
-        upstream call all of it is the gateway's."""
-        t = self.timings
-        if "upstream_connected" not in t:
-            return t.get("finished")
-        before = t["upstream_connected"]
-        if self.stream:
-            if "first_token" in t and "first_token_chunk" in t:
-                return round(before + max(0.0, t["first_token"] - t["first_token_chunk"]), 3)
-            return before
-        if "upstream_done" in t and "finished" in t:
-            return round(before + t["finished"] - t["upstream_done"], 3)
-        return before
+        """Time the gateway added before the client's first token (``translation.usage.overhead_ms``)."""
+        return overhead_ms(self.timings, self.stream)
 
     def as_model_kwargs(self) -> dict[str, Any]:
         """The Exchange row; runs in the writer thread (decoding, validation and caps are here)."""
@@ -232,16 +155,6 @@ def _nul_replace(value: Any) -> Any:
     return value
 
 
-# Integers beyond 64 bits: orjson would read them as floats, so such bodies take the exact path.
-_LONG_INTEGER = re.compile(rb"\d{19}")
-
-
-def _json_decode(raw: bytes) -> Any:
-    if _LONG_INTEGER.search(raw):
-        return json.loads(raw)
-    return orjson.loads(raw)
-
-
 def truncation_marker(*, kept: int, total: int) -> dict[str, Any]:
     return {"_truncated": True, "kept": kept, "total": total}
 
@@ -253,7 +166,7 @@ def _body_capped(raw: bytes, limit: int) -> dict[str, Any]:
         return {"body": {**truncation_marker(kept=limit, total=len(raw)),
                          "head": raw[:limit].decode("utf-8", "ignore")}}
     try:
-        return {"body": _json_decode(raw)}
+        return {"body": json_loads_exact(raw)}
     except (orjson.JSONDecodeError, ValueError, RecursionError):  # RecursionError: json.loads, very deep
         return {"body_text": raw.decode("utf-8", "replace")}
 

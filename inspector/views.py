@@ -21,6 +21,7 @@ from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
 from translation.schemas import messages_request_parse
 from translation.sse import SSEDecoder
+from translation.usage import usage_merge
 from translation.validate import stream_validate
 
 FIXTURE_FORMAT = "dragoman-exchange-fixture/1"
@@ -85,29 +86,24 @@ def message_fold(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def upstream_usage(exchange: Exchange) -> dict[str, Any] | None:
-    """The usage the backend reported: the body's, or the last one seen in the stream."""
+    """The usage the backend reported: the body's, or folded from the stream's chunks as the
+    request path folds it (``translation.usage.usage_merge``)."""
     response = exchange.upstream_response or {}
     body = response.get("body")
     if isinstance(body, dict):
         usage = body.get("usage")
         return usage if isinstance(usage, dict) else None
-    found = None
+    found: dict[str, Any] = {}
     decoder = SSEDecoder()
     for chunk in upstream_chunks(exchange):
         for sse in decoder.feed(str(chunk[1]).encode()):
             if not sse.data or sse.data == "[DONE]":
                 continue
             try:
-                data = orjson.loads(sse.data)
+                usage_merge(found, orjson.loads(sse.data))
             except orjson.JSONDecodeError:
                 continue
-            if not isinstance(data, dict):
-                continue
-            # Chat chunks carry usage at the top; Anthropic and Responses events inside an object.
-            for holder in (data, data.get("message"), data.get("response")):
-                if isinstance(holder, dict) and isinstance(holder.get("usage"), dict) and holder["usage"]:
-                    found = {**(found or {}), **holder["usage"]}
-    return found
+    return found or None
 
 
 def validator_verdict(exchange: Exchange) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""JSON encoding for everything the gateway sends: orjson, exact for integers beyond 64 bits.
+"""JSON for everything the gateway sends and stores: orjson, exact for integers beyond 64 bits.
 
-Clients may send (and backends return) tool inputs with integers orjson cannot encode; those
-are rare, so the fast path stays orjson and only a failing document takes the stdlib path.
+Clients may send (and backends return) tool inputs with integers orjson cannot encode or read
+exactly; those are rare, so the fast path stays orjson and only such a document takes the
+stdlib path.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -17,3 +19,18 @@ def json_bytes(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:  # "Integer exceeds 64-bit range"
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# 19 digits in a row: maybe an integer beyond 64 bits, which orjson rejects or (just past the
+# negative limit) silently reads as a float; the stdlib parser keeps such numbers exact.
+_LONG_INTEGER_BYTES = re.compile(rb"\d{19}")
+_LONG_INTEGER_TEXT = re.compile(r"\d{19}")
+
+
+def json_loads_exact(raw: bytes | str) -> Any:
+    """``orjson.loads``, or ``json.loads`` when ``raw`` may hold an integer beyond 64 bits.
+    Raises ``ValueError`` (``orjson.JSONDecodeError`` is one) or, very deep, ``RecursionError``."""
+    long = _LONG_INTEGER_BYTES.search(raw) if isinstance(raw, bytes) else _LONG_INTEGER_TEXT.search(raw)
+    if long:
+        return json.loads(raw)
+    return orjson.loads(raw)

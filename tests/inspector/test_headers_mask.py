@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inspector.recorder import headers_mask
+from translation.masking import headers_mask
 
 
 def test_credentials_are_masked_to_their_last_four_characters() -> None:
@@ -16,3 +16,10 @@ def test_credentials_are_masked_to_their_last_four_characters() -> None:
         "cookie": "***fghi", "api-key": "***",
         "content-type": "application/json", "anthropic-beta": "interleaved-thinking-2025-05-14",
     }
+
+
+def test_django_request_headers_are_masked_the_same_way() -> None:
+    from django.http.request import HttpHeaders
+
+    headers = HttpHeaders({"HTTP_X_API_KEY": "sk-ant-api03-abcdefgh1234", "CONTENT_TYPE": "application/json"})
+    assert headers_mask(headers) == {"X-Api-Key": "***1234", "Content-Type": "application/json"}

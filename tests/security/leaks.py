@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.snapshot import KEY_PREFIX_LEN
-from inspector.recorder import secret_mask
+from translation.masking import secret_mask
 
 # Unique strings: any occurrence of their hidden middle means a leak.
 UPSTREAM_SECRET = "sk-upstream-LEAKMARKER-7f3a9c1e5b2d4f60a8"
