@@ -1,6 +1,7 @@
 """One request's mutable context: the inspector's ``ExchangeRecord`` (the plain data it stores)
 and the named transitions the pipeline takes, each writing the fields and timing marks that
-step owns. ``finish`` hands the record to the recorder, exactly once."""
+step owns. ``finish`` hands the record to the recorder, exactly once; an ending after it (the
+record may already be in the writer thread) changes nothing."""
 
 from __future__ import annotations
 
@@ -211,6 +212,8 @@ class Exchange:
 
     def completed(self, message: dict[str, Any], notes: Iterable[RewriteNote], upstream_body: dict[str, Any]) -> None:
         """A non-streamed message, translated."""
+        if self._finished:
+            return
         record = self.record
         record.notes.extend(n.as_dict() for n in notes)
         usage_merge(record.upstream_usage, upstream_body)
@@ -221,6 +224,8 @@ class Exchange:
         self.finish()
 
     def counted(self, result: dict[str, Any], usage: dict[str, Any]) -> None:
+        if self._finished:
+            return
         self.record.status = 200
         self.record.usage = usage
         self.record.client_response = {"body": result}
@@ -235,12 +240,15 @@ class Exchange:
             text = error.body.decode("utf-8", "replace")
             if (redacted := secrets_redact(text, record.secrets)) != text:
                 error.body = redacted.encode()
-        record.status, record.error_type, record.error_message = error.status, error.type, error.message
-        self.finish()
+        if not self._finished:
+            record.status, record.error_type, record.error_message = error.status, error.type, error.message
+            self.finish()
         return error
 
     def client_left(self) -> None:
         """The client disconnected before an answer (499 is nginx's "client closed")."""
+        if self._finished:
+            return
         self.record.status, self.record.disconnected = 499, True
         self.finish()
 
@@ -259,6 +267,8 @@ class Exchange:
     def stream_ended(self, *, upstream_status: int, message: dict[str, Any], notes: Iterable[RewriteNote],
                      upstream_chunks: list[list[Any]], client_events: list[list[Any]] | None) -> None:
         """The stream is over, however it ended: what the client saw, what the backend sent."""
+        if self._finished:
+            return
         record = self.record
         record.status = 200
         record.notes.extend(n.as_dict() for n in notes)

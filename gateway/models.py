@@ -24,10 +24,6 @@ class BackendKind(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic Messages (native)"
 
 
-# Kinds whose translators exist; the others can be configured but answer a clear error.
-SUPPORTED_KINDS = {BackendKind.OPENAI_CHAT, BackendKind.ANTHROPIC, BackendKind.OPENAI_RESPONSES}
-
-
 def base_url_validate(value: str) -> None:
     parsed = urlsplit(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
