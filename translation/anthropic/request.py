@@ -16,19 +16,11 @@ from typing import Any
 
 from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
-from translation.errors import ApiError
 from translation.notes import RewriteNote
-from translation.prefill import (
-    BILLING_HEADER_PREFIX,
-    PREFILL_REWRITE_INSTRUCTION,
-    prefill_message,
-    prefill_text,
-    prefill_trimmed,
-)
+from translation.prefill import BILLING_HEADER_PREFIX, PREFILL_TRIM_DETAIL, PrefillPlan, prefill_plan
 from translation.rewrites import system_message_keep
 from translation.schemas import MessagesRequest
 from translation.signature import SIGNATURE_PREFIX, signature_read
-from translation.thinking import thinking_intent
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -164,27 +156,21 @@ class _Rewriter:
     # -- prefill (Anthropic docs, prefill) ----------------------------------------------------------
 
     def prefill(self, entries: list[tuple[int, dict[str, Any]]], body: dict[str, Any]) -> None:
-        last = len(self.req.messages) - 1
-        message = prefill_message(self.req)
-        if message is None or not entries or entries[-1][0] != last:
+        plan = prefill_plan(request=self.req, caps=self.caps, kind="anthropic")
+        if plan is None or not entries or entries[-1][0] != plan.index:
             return
-        path = f"messages[{last}]"
-        strategy = self.caps.prefill
-        if strategy == "reject":
-            raise ApiError(400, f"messages.{last}: this backend does not accept a trailing assistant message "
-                                "(prefill; capability prefill=reject). End the conversation with a user message.")
-        if strategy == "rewrite":
-            self.prefill_rewrite(entries, path, prefill_trimmed(prefill_text(message), self.caps))
+        self.notes.extend(plan.notes)
+        if plan.strategy == "rewrite":
+            self.prefill_rewrite(entries, plan)
             return
-        if strategy != "native":
-            self.note("prefill.native", path,
-                      f"prefill={strategy} has no meaning for a native Anthropic backend; the trailing "
-                      "assistant message is sent as a prefill.")
-        self.prefill_trim(path, entries[-1][1])
-        self.prefill_thinking(path, body)
+        self.prefill_trim(plan.path, entries[-1][1])
+        if plan.thinking_note is not None:
+            body.pop("thinking", None)
+            self.notes.append(plan.thinking_note)
 
     def prefill_trim(self, path: str, message: dict[str, Any]) -> None:
-        """Anthropic answers 400 to "final assistant content cannot end with trailing whitespace"."""
+        """Anthropic answers 400 to "final assistant content cannot end with trailing whitespace":
+        the client's own blocks are trimmed (the trailing text ones), the rest kept byte for byte."""
         if not self.caps.prefill_trim_whitespace:
             return
         content = message.get("content")
@@ -203,30 +189,16 @@ class _Rewriter:
                     break
                 content.pop()
         if changed:
-            self.note("prefill.trim_whitespace", f"{path}.content",
-                      "Removed trailing whitespace from the prefill (capability prefill_trim_whitespace).")
+            self.note("prefill.trim_whitespace", f"{path}.content", PREFILL_TRIM_DETAIL)
 
-    def prefill_thinking(self, path: str, body: dict[str, Any]) -> None:
-        if thinking_intent(self.req).enabled is not True:
-            return
-        policy = self.caps.prefill_with_thinking
-        if policy == "reject":
-            raise ApiError(400, f"{path}: this backend does not accept a prefill while thinking is enabled "
-                                "(capability prefill_with_thinking=reject). Disable thinking or end the "
-                                "conversation with a user message.")
-        if policy == "disable_thinking":
-            body.pop("thinking", None)
-            self.note("prefill.thinking_off", "thinking",
-                      "Removed thinking for this request: Anthropic does not allow a prefill with thinking "
-                      "enabled (capability prefill_with_thinking=disable_thinking).")
-
-    def prefill_rewrite(self, entries: list[tuple[int, dict[str, Any]]], path: str, text: str) -> None:
+    def prefill_rewrite(self, entries: list[tuple[int, dict[str, Any]]], plan: PrefillPlan) -> None:
         """Drop the prefill and ask, in the user turn before it, for its continuation."""
         entries.pop()
-        if not text:
+        path = plan.path
+        if not plan.text:
             self.note("prefill.rewrite", path, "Dropped an empty trailing assistant message (prefill=rewrite).")
             return
-        instruction = {"type": "text", "text": PREFILL_REWRITE_INSTRUCTION.format(text=text)}
+        instruction = {"type": "text", "text": plan.instruction}
         previous = entries[-1][1] if entries else None
         if previous is not None and previous.get("role") == "user":
             content = previous.get("content")
@@ -234,7 +206,7 @@ class _Rewriter:
             previous["content"] = [*blocks, instruction]
             where = "appended to the user message before it"
         else:
-            entries.append((len(self.req.messages) - 1, {"role": "user", "content": [instruction]}))
+            entries.append((plan.index, {"role": "user", "content": [instruction]}))
             where = "sent as a user message"
         self.note("prefill.rewrite", path,
                   f"Replaced the trailing assistant message (prefill; this backend rejects it) by an instruction "

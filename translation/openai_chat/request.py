@@ -10,13 +10,9 @@ from typing import Any
 
 from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
-from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
-from translation.prefill import (
-    PREFILL_REWRITE_INSTRUCTION,
-    prefill_trimmed,
-)
+from translation.prefill import PrefillPlan, prefill_plan
 from translation.rewrites import (
     EFFORT_TO_OPENAI,
     fields_unmapped,
@@ -223,39 +219,23 @@ class _Builder:
 
     # -- prefill --------------------------------------------------------------------------
 
-    def prefill(self, i: int, out: dict[str, Any], body: dict[str, Any]) -> dict[str, Any] | None:
-        """The trailing assistant message, shaped by ``caps.prefill`` (Anthropic docs, prefill)."""
-        strategy = self.caps.prefill
-        path = f"messages[{i}]"
-        text = out.get("content") or ""
-        trimmed = prefill_trimmed(text, self.caps)
-        if trimmed != text:
-            out["content"] = text = trimmed
-            self.note("prefill.trim_whitespace", f"{path}.content",
-                      "Removed trailing whitespace from the prefill (capability prefill_trim_whitespace).")
-        if strategy == "native":
-            return out
-        if strategy == "reject":
-            raise ApiError(400, f"{path}: {self.backend} does not accept a trailing assistant message "
-                                "(prefill; capability prefill=reject). End the conversation with a user message.")
-        if strategy == "continue_final_message":
+    def prefill(self, out: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], PrefillPlan | None]:
+        """The trailing assistant message shaped by the prefill plan (Anthropic docs, prefill):
+        vLLM/SGLang's continue_final_message flags, DeepSeek's ``prefix`` / Kimi's ``partial``."""
+        plan = prefill_plan(request=self.req, caps=self.caps, kind="openai_chat", backend=self.backend)
+        if plan is None:
+            return out, None
+        if plan.trimmed:
+            out["content"] = plan.text
+        self.notes.extend(plan.notes)
+        if plan.strategy == "continue_final_message":
             body["continue_final_message"] = True
             body["add_generation_prompt"] = False
-            self.note("prefill.continue_final_message", path,
-                      "Trailing assistant message sent with continue_final_message: true and "
-                      "add_generation_prompt: false so the model continues it.")
-            return out
-        if strategy == "prefix_flag":
-            flag = self.caps.prefix_flag_name
-            out[flag] = True
-            self.note("prefill.prefix_flag", f"{path}.{flag}",
-                      f"Marked the trailing assistant message with {flag}: true (prefix completion).")
-            return out
-        # "rewrite": the backend cannot continue a message; ask for the continuation instead.
-        self.note("prefill.rewrite", path,
-                  "Replaced the trailing assistant message by a user message asking to continue it; "
-                  "a repeated prefix is stripped from the reply.")
-        return {"role": "user", "content": PREFILL_REWRITE_INSTRUCTION.format(text=text)}
+        elif plan.strategy == "prefix_flag":
+            out[self.caps.prefix_flag_name] = True
+        elif plan.strategy == "rewrite":
+            return {"role": "user", "content": plan.instruction}, plan
+        return out, plan
 
     # -- tools ----------------------------------------------------------------------------
 
@@ -389,22 +369,12 @@ def _stop_sequences(req: MessagesRequest, caps: Capabilities, body: dict[str, An
     body["stop"] = list(req.stop_sequences)
 
 
-def _thinking_resolve(b: _Builder, prefill: bool) -> ThinkingIntent:
-    """The thinking the backend should do, after the prefill conflict rule."""
+def _thinking_resolve(b: _Builder, plan: PrefillPlan | None) -> ThinkingIntent:
+    """The thinking the backend should do, after the prefill plan's thinking rule."""
     intent = thinking_intent(b.req, b.notes)
-    policy = b.caps.prefill_with_thinking
-    if not prefill or policy == "allow" or b.caps.prefill == "rewrite":
+    if plan is None or plan.thinking_note is None:
         return intent
-    if policy == "reject":
-        if intent.enabled:
-            raise ApiError(400, f"{b.backend} cannot continue a prefilled assistant message with thinking on "
-                                "(capability prefill_with_thinking=reject): disable thinking or drop the prefill.")
-        return intent
-    # disable_thinking: thinking templates open <think> and misfile the continuation; llama.cpp
-    # answers 400 "Assistant response prefill is incompatible with enable_thinking".
-    b.note("prefill.thinking_off", "thinking",
-           "Thinking turned off for this request: the backend cannot continue a prefill while thinking "
-           "(capability prefill_with_thinking=disable_thinking).")
+    b.notes.append(plan.thinking_note)
     return ThinkingIntent(enabled=False)
 
 
@@ -425,7 +395,7 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
     body: dict[str, Any] = {"model": upstream_model}
     b.system()
     last = len(req.messages) - 1
-    prefill = False
+    plan: PrefillPlan | None = None
     for i, message in enumerate(req.messages):
         if message.role == "system":
             b.system_message(i, message)
@@ -433,9 +403,8 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
             b.user(i, message)
         else:
             out = b.assistant(i, message)
-            if out is not None and i == last and "tool_calls" not in out:
-                prefill = True
-                out = b.prefill(i, out, body)
+            if out is not None and i == last:
+                out, plan = b.prefill(out, body)
             if out is not None:
                 b.messages.append(out)
     if b.reasoning_dropped:
@@ -469,7 +438,7 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
     if req.metadata is not None and req.metadata.user_id:
         body["user"] = req.metadata.user_id
     b.tools(body)
-    _thinking_knob(_thinking_resolve(b, prefill), caps, body, b.notes)
+    _thinking_knob(_thinking_resolve(b, plan), caps, body, b.notes)
     _response_format(req, body, b.notes)
     if req.stream:
         body["stream"] = True

@@ -13,7 +13,6 @@ import binascii
 import re
 from typing import Any
 
-from translation.capabilities import Capabilities
 from translation.errors import ApiError
 from translation.openai_chat.common import tool_id_make, usage_from_openai
 from translation.signature import signature_mint, signature_read
@@ -29,13 +28,6 @@ _ID_VALID = re.compile(r"^[a-zA-Z0-9_-]+$")
 # Responses error codes (OAI ``response_error.py``) -> HTTP status of the Anthropic error.
 _ERROR_STATUS = {"server_error": 500, "rate_limit_exceeded": 429, "vector_store_timeout": 504,
                  "insufficient_quota": 429, "overloaded": 529}
-
-
-def effective_caps(caps: Capabilities) -> Capabilities:
-    """The Responses API has no prefill: every strategy but ``reject`` becomes ``rewrite``."""
-    if caps.prefill in ("rewrite", "reject"):
-        return caps
-    return caps.replace(prefill="rewrite")
 
 
 # -- reasoning signatures ---------------------------------------------------------------------

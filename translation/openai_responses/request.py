@@ -20,7 +20,6 @@ from typing import Any
 
 from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
-from translation.errors import ApiError
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_responses.common import (
@@ -28,7 +27,7 @@ from translation.openai_responses.common import (
     reasoning_payload,
     summary_split,
 )
-from translation.prefill import PREFILL_REWRITE_INSTRUCTION, prefill_trimmed
+from translation.prefill import prefill_plan
 from translation.rewrites import (
     EFFORT_TO_OPENAI,
     fields_unmapped,
@@ -237,30 +236,14 @@ class _Builder:
                   "(no id, no encrypted_content).")
         return {"type": "reasoning", "summary": [{"type": "summary_text", "text": block.thinking}]}
 
-    def prefill(self, i: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The Responses API has no prefill: ask for the continuation in a user message instead
-        (capability prefill=rewrite; the other strategies cannot work here), or 400 (reject)."""
-        path = f"messages[{i}]"
-        caps = self.caps
-        if caps.prefill == "reject":
-            raise ApiError(400, f"{path}: {self.backend} does not accept a trailing assistant message "
-                                "(prefill; capability prefill=reject). End the conversation with a user message.")
-        text = "".join(p["text"] for item in items if item["type"] == "message" for p in item["content"])
-        trimmed = prefill_trimmed(text, caps)
-        if trimmed != text:
-            self.note("prefill.trim_whitespace", f"{path}.content",
-                      "Removed trailing whitespace from the prefill (capability prefill_trim_whitespace).")
-        if caps.prefill != "rewrite":
-            self.note("prefill.rewrite_forced", path,
-                      f"The Responses API cannot continue an assistant message (capability prefill={caps.prefill}); "
-                      "rewrote the prefill instead.")
-        if any(item["type"] == "reasoning" for item in items):
-            self.note("reasoning.drop_prefill", path,
-                      "Dropped the prefill's thinking: the turn it belonged to is rewritten into a user message.")
-        self.note("prefill.rewrite", path,
-                  "Replaced the trailing assistant message by a user message asking to continue it; "
-                  "a repeated prefix is stripped from the reply.")
-        return [_message("user", [{"type": "input_text", "text": PREFILL_REWRITE_INSTRUCTION.format(text=trimmed)}])]
+    def prefill(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The Responses API has no prefill: the plan rewrites it into a user message (or 400s)."""
+        plan = prefill_plan(request=self.req, caps=self.caps, kind="openai_responses", backend=self.backend,
+                            thinking_dropped=any(item["type"] == "reasoning" for item in items))
+        if plan is None:
+            return items
+        self.notes.extend(plan.notes)
+        return [_message("user", [{"type": "input_text", "text": plan.instruction}])]
 
     # -- tools ----------------------------------------------------------------------------
 
@@ -363,7 +346,7 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
             items = b.assistant(i, message)
             if i == last and not any(item["type"] == "function_call" for item in items) and any(
                     item["type"] == "message" for item in items):
-                items = b.prefill(i, items)
+                items = b.prefill(items)
             elif not items:
                 b.note("message.drop_empty", f"messages[{i}]", "Dropped an assistant message left with no content.")
             b.items.extend(items)

@@ -15,7 +15,6 @@ from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import tool_input_parse
 from translation.openai_responses.common import (
-    effective_caps,
     reasoning_signature,
     response_error,
     stop_reason_decide,
@@ -56,7 +55,7 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     used_ids: set[str] = set()
     tools = 0
     refused = False
-    prefix = PrefixStrip(prefill_echo_prefix(request, effective_caps(caps)))
+    prefix = PrefixStrip(prefill_echo_prefix(request, caps, "openai_responses"))
     scanner = StopScanner(request.stop_sequences)
     output = body.get("output")
     for k, item in enumerate(output if isinstance(output, list) else []):

@@ -28,7 +28,6 @@ from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import tool_input_parse
 from translation.openai_responses.common import (
-    effective_caps,
     error_from_responses,
     reasoning_signature,
     response_error,
@@ -109,7 +108,7 @@ class ResponsesStreamTranslator:
         self._finished = False
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
-        self._prefix = PrefixStrip(prefill_echo_prefix(request, effective_caps(caps)))
+        self._prefix = PrefixStrip(prefill_echo_prefix(request, caps, "openai_responses"))
         self._scanner = StopScanner(request.stop_sequences)
 
     # -- public API -----------------------------------------------------------------------
