@@ -122,6 +122,12 @@ claude-code: $(CLAUDE_CODE_STAMP)
 test-cli: install-dev claude-code
 	$(VENV)/bin/pytest -m cli tests/cli
 
+# Re-record tests/fixtures/claude-code/*_recorded_*.json from the pinned Claude Code through
+# Dragoman itself (the mock backend behind it): the client requests as the inspector stored them,
+# credentials masked and long prose replaced by same-length filler (tests/cli/record_fixtures.py).
+fixtures-claude-code: install-dev claude-code
+	$(PY) -m tests.cli.record_fixtures
+
 # Benchmark (tests/bench, docs/performance.md): the mock backend, Dragoman under daphne (capture
 # full) and a load generator in its own process, all on loopback; results (JSON, Markdown, PNG)
 # in bench-results/. QUICK=1: a few requests per scenario. BENCH_ARGS: more flags, e.g.
