@@ -15,8 +15,8 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from gateway.snapshot import snapshot_build
 from inspector import views
+from inspector.hooks import hooks
 from inspector.models import Exchange
 from inspector.recorder import recorder
 from translation.errors import ApiError
@@ -236,7 +236,7 @@ class ExchangeAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request), **page,
             "opts": self.opts, "title": f"Exchange {exchange.id}", "compare": compare,
             "compare_message": views.exchange_page_context(compare)["message_json"] if compare else "",
-            "replay_targets": views.replay_targets(snapshot_build()),
+            "replay_targets": views.replay_targets(hooks.routes_now()),
         }
         return TemplateResponse(request, "admin/inspector/exchange/exchange.html", context)
 

@@ -20,6 +20,7 @@ import orjson
 from django.conf import settings
 from django.db import DataError, close_old_connections
 
+from inspector.hooks import hooks
 from inspector.live import live_publish
 from translation.jsonbytes import json_bytes, json_loads_exact
 
@@ -280,7 +281,6 @@ class Recorder:
         self._prune_if_due()
 
     def _write(self, batch: list[ExchangeRecord]) -> None:
-        from gateway.services import apikeys_touch
         from inspector.models import Exchange
 
         rows = []
@@ -300,8 +300,11 @@ class Recorder:
         except Exception as exc:  # the store is down, locked or slow: the whole batch is lost
             self._failed(len(rows), exc)
             return
+        on_written = hooks.on_written
+        if on_written is None:
+            return
         try:
-            apikeys_touch(key_ids={r.key_id for r in batch if r.key_id is not None})
+            on_written({r.key_id for r in batch if r.key_id is not None})
         except Exception:
             log.warning("inspector: could not update API keys' last use", exc_info=True)
 

@@ -12,14 +12,11 @@ import orjson
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from gateway import pipeline
-from gateway.ids import id_new
-from gateway.snapshot import RouteInfo, Snapshot, snapshot_build
 from inspector.diff import Change, json_diff, notes_attach, notes_unmatched
+from inspector.hooks import Route, RouteTable, hooks
 from inspector.models import Exchange
 from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
-from translation.schemas import messages_request_parse
 from translation.sse import SSEDecoder
 from translation.usage import usage_merge
 from translation.validate import stream_validate
@@ -242,7 +239,7 @@ def exchange_export(exchange: Exchange) -> dict[str, Any]:
     return data
 
 
-def route_capabilities(snap: Snapshot, model: str, backend_name: str) -> dict[str, Any] | None:
+def route_capabilities(snap: RouteTable, model: str, backend_name: str) -> dict[str, Any] | None:
     route = snap.route_resolve(model)
     if route is not None and route.backend.name == backend_name:
         return route.capabilities.as_dict()
@@ -261,7 +258,7 @@ def exchange_fixture(exchange: Exchange) -> dict[str, Any]:
         "exchange_id": exchange.id,
         "backend": exchange.backend_name,
         "preset": exchange.preset,
-        "capabilities": route_capabilities(snapshot_build(), exchange.client_model, exchange.backend_name),
+        "capabilities": route_capabilities(hooks.routes_now(), exchange.client_model, exchange.backend_name),
         "upstream_model": exchange.upstream_model,
         "message_id": (message or {}).get("id", ""),
         "client_request": _body(exchange.client_request),
@@ -276,14 +273,14 @@ def exchange_fixture(exchange: Exchange) -> dict[str, Any]:
 
 # -- replay ---------------------------------------------------------------------------------
 
-def replay_targets(snap: Snapshot) -> list[tuple[str, str]]:
+def replay_targets(snap: RouteTable) -> list[tuple[str, str]]:
     """(value, label) for the replay form: the model's own route, or any configured route."""
     return [("", "the route the model resolves to now")] + [
         (str(r.id), f"{r.pattern} → {r.backend.name} ({r.upstream_model or 'same model'})") for r in snap.routes
     ]
 
 
-def _replay_route(snap: Snapshot, model: str, target: str) -> RouteInfo:
+def _replay_route(snap: RouteTable, model: str, target: str) -> Route:
     if target:
         for route in snap.routes:
             if str(route.id) == target:
@@ -295,22 +292,6 @@ def _replay_route(snap: Snapshot, model: str, target: str) -> RouteInfo:
     return resolved
 
 
-async def _replay_run(record: ExchangeRecord, raw: bytes, route: RouteInfo) -> None:
-    req = messages_request_parse(raw)
-    record.client_model, record.stream = req.model, req.stream
-    record.backend_name, record.preset = route.backend.name, route.backend.preset
-    record.upstream_model = route.upstream_model or req.model
-    try:
-        if req.stream:
-            response = await pipeline._stream_open(req, route, record)
-            async for _ in response:  # type: ignore[attr-defined]
-                pass
-        else:
-            await pipeline._complete(req, route, record)
-    except ApiError as exc:
-        pipeline._fail(record, exc)
-
-
 def exchange_replay(exchange: Exchange, *, target: str, user: str) -> str:
     """Send the stored client request again (staff only, from the admin; no API key involved)
     and return the new exchange's id once it is stored."""
@@ -318,13 +299,12 @@ def exchange_replay(exchange: Exchange, *, target: str, user: str) -> str:
     body = _body(request)
     if not isinstance(body, dict):
         raise ApiError(400, "this exchange has no stored request body to replay")
-    snap = snapshot_build()
-    route = _replay_route(snap, str(body.get("model", "")), target)
+    route = _replay_route(hooks.routes_now(), str(body.get("model", "")), target)
     headers = {**(request.get("headers") or {}), REPLAY_HEADER: exchange.id}
     raw = orjson.dumps(body)
-    record = ExchangeRecord(id=id_new("req_"), capture=settings.INSPECTOR_CAPTURE, key_name=f"replay by {user}")
+    record = ExchangeRecord(id=hooks.exchange_id("req_"), capture=settings.INSPECTOR_CAPTURE, key_name=f"replay by {user}")
     record.client_request = {"method": "POST", "path": request.get("path", "/v1/messages"),
                              "headers": headers, "body_raw": raw}
-    async_to_sync(_replay_run)(record, raw, route)
+    async_to_sync(hooks.replay_run())(raw, route, record)
     recorder.flush(10)
     return record.id
