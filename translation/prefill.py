@@ -212,14 +212,17 @@ class PrefixStrip:
     """Removes an echoed prefill (``prefill_echo_prefix``) from the first text of a reply.
 
     Incremental: ``feed`` returns what may be emitted now, ``flush`` what is held back (text that
-    matched the prefix so far, when the reply turns out not to repeat it whole).
+    matched the prefix so far, when the reply turns out not to repeat it whole) and ends the
+    check; ``strip`` does both for a whole text (a non-streamed reply). Every response and
+    stream translator uses this one matcher, so they agree on what counts as a repeat.
     """
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.pos = 0
         self.held: list[str] = []
-        self.stripped = False
+        self.stripped = False  # the whole prefix was found and removed
+        self._unreported = False
 
     @property
     def active(self) -> bool:
@@ -235,7 +238,7 @@ class PrefixStrip:
         if self.pos < len(self.prefix):
             self.held.append(text)
             return ""
-        self.prefix, self.held, self.stripped = "", [], True
+        self.prefix, self.held, self.stripped, self._unreported = "", [], True, True
         return text[len(head):]
 
     def flush(self) -> str:
@@ -243,6 +246,22 @@ class PrefixStrip:
         self.prefix, self.held = "", []
         return held
 
+    def strip(self, text: str) -> str:
+        """``text`` without the prefix if it starts with all of it (then the check is over)."""
+        rest = self.feed(text)
+        return rest + self.flush()
+
+    def note(self) -> RewriteNote | None:
+        """The rewrite note, once, after the prefix was removed (None before, and after that)."""
+        if not self._unreported:
+            return None
+        self._unreported = False
+        return prefix_strip_note()
+
 
 PREFIX_STRIP_DETAIL = "The backend repeated the prefill at the start of its reply; removed it (Anthropic " \
                       "replies hold only the continuation)."
+
+
+def prefix_strip_note() -> RewriteNote:
+    return RewriteNote("prefill.strip_repeated_prefix", "content", PREFIX_STRIP_DETAIL)

@@ -13,12 +13,8 @@ from typing import Any
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
 from translation.notes import RewriteNote
-from translation.prefill import PREFIX_STRIP_DETAIL, prefill_echo_prefix
+from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
-
-
-def prefix_strip_note() -> RewriteNote:
-    return RewriteNote("prefill.strip_repeated_prefix", "content", PREFIX_STRIP_DETAIL)
 
 
 def translate_response(body: dict[str, Any], caps: Capabilities, *, request: MessagesRequest,
@@ -30,16 +26,17 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     message["id"] = message_id
     message["model"] = request.model
     notes: list[RewriteNote] = []
-    prefix = prefill_echo_prefix(request, caps)
+    strip = PrefixStrip(prefill_echo_prefix(request, caps, "anthropic"))
     content: list[Any] = message["content"]
     first_text = next((k for k, b in enumerate(content) if isinstance(b, dict) and b.get("type") == "text"), None)
-    if prefix and first_text is not None:
-        text = content[first_text].get("text", "")
-        if isinstance(text, str) and text.startswith(prefix):
-            rest = text[len(prefix):]
+    text = content[first_text].get("text", "") if first_text is not None else None
+    if strip.active and isinstance(text, str):
+        rest = strip.strip(text)
+        note = strip.note()
+        if note is not None:
             if rest:
                 content[first_text]["text"] = rest
             else:
                 del content[first_text]
-            notes.append(prefix_strip_note())
+            notes.append(note)
     return message, notes

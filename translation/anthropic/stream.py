@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from translation.anthropic.response import prefix_strip_note
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
+from translation.fold import MessageFold
 from translation.notes import RewriteNote
-from translation.prefill import prefill_echo_prefix
+from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
 
 Event = dict[str, Any]
@@ -37,13 +37,11 @@ _STATUS_FOR_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "
 class _Held:
     """The first text block under prefill=rewrite while it may still repeat the prefix."""
 
-    __slots__ = ("index", "parts", "pos", "start", "stripped")
+    __slots__ = ("index", "start", "stripped")
 
     def __init__(self, index: int, start: Event) -> None:
         self.index = index  # upstream index
         self.start: Event | None = start  # its content_block_start, until it is emitted
-        self.parts: list[str] = []  # text held back
-        self.pos = 0  # characters of the prefix matched so far
         self.stripped = False  # the whole prefix was found and removed
 
 
@@ -55,13 +53,12 @@ class AnthropicStreamRelay:
         self.notes: list[RewriteNote] = []
         self.error: ApiError | None = None
         self._state = "new"  # new -> started -> done
-        self._message: dict[str, Any] = {}
-        self._blocks: dict[int, dict[str, Any]] = {}  # upstream index -> accumulated block
-        self._parts: dict[int, list[str]] = {}  # upstream index -> text / thinking / partial_json
+        self._fold = MessageFold(keep_unparsed=False)  # the events as relayed: what the client saw
+        self._blocks: set[int] = set()  # upstream indices of the blocks started
         self._open: int | None = None  # upstream index of the open block
         self._shift = 0  # blocks dropped so far (client index = upstream index - shift)
         self._finished = False
-        self._prefix = prefill_echo_prefix(request, caps)
+        self._prefix = PrefixStrip(prefill_echo_prefix(request, caps, "anthropic"))
         self._held: _Held | None = None
 
     # -- public API -------------------------------------------------------------------------
@@ -72,6 +69,61 @@ class AnthropicStreamRelay:
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         if self._state == "done":
             return []
+        return self._folded(self._feed(chunk))
+
+    def finish(self) -> list[Event]:
+        """End the message when the backend stopped without ``message_stop``."""
+        if self._state == "done":
+            return []
+        out: list[Event] = []
+        if self._state == "new":
+            self._message_start(None, out)
+        self._close(out)
+        if self._fold.field("stop_reason") is None:
+            out.append({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": self._fold.field("usage", {}).get("output_tokens", 0)}})
+        out.append({"type": "message_stop"})
+        self._state = "done"
+        return self._folded(out)
+
+    def fail(self, error: ApiError) -> list[Event]:
+        """Close the open block and emit an ``error`` event; nothing is emitted after it."""
+        if self._state == "done":
+            return []
+        out: list[Event] = []
+        self._close(out)
+        out.append({"type": "error", "error": {"type": error.type, "message": error.message}})
+        self.error = error
+        self._state = "done"
+        return self._folded(out)
+
+    @property
+    def upstream_finished(self) -> bool:
+        return self._finished
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The Anthropic Message as streamed so far (what the client has seen)."""
+        if not self._fold.started:
+            return {"id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
+                    "content": [], "stop_reason": None, "stop_sequence": None,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}}
+        message = self._fold.message
+        index = self._open - self._shift if self._open is not None else -1
+        raw = self._fold.open_input(index)
+        if raw is not None and "input" in message["content"][index]:
+            # The open tool block: its input as far as it parses (the SDK's partial JSON view).
+            message["content"][index]["input"] = _input_parse(raw)
+        return message
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _folded(self, out: list[Event]) -> list[Event]:
+        for event in out:
+            self._fold.feed(event)
+        return out
+
+    def _feed(self, chunk: dict[str, Any]) -> list[Event]:
         kind = chunk.get("type")
         out: list[Event] = []
         if kind == "message_start":
@@ -104,59 +156,6 @@ class AnthropicStreamRelay:
             out.append(chunk)  # new event types: clients ignore what they do not know (Anthropic docs, streaming messages)
         return out
 
-    def finish(self) -> list[Event]:
-        """End the message when the backend stopped without ``message_stop``."""
-        if self._state == "done":
-            return []
-        out: list[Event] = []
-        if self._state == "new":
-            self._message_start(None, out)
-        self._close(out)
-        if self._message.get("stop_reason") is None:
-            self._message["stop_reason"] = "end_turn"
-            out.append({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                        "usage": {"output_tokens": self._message["usage"].get("output_tokens", 0)}})
-        out.append({"type": "message_stop"})
-        self._state = "done"
-        return out
-
-    def fail(self, error: ApiError) -> list[Event]:
-        """Close the open block and emit an ``error`` event; nothing is emitted after it."""
-        if self._state == "done":
-            return []
-        out: list[Event] = []
-        self._close(out)
-        out.append({"type": "error", "error": {"type": error.type, "message": error.message}})
-        self.error = error
-        self._state = "done"
-        return out
-
-    @property
-    def upstream_finished(self) -> bool:
-        return self._finished
-
-    @property
-    def message(self) -> dict[str, Any]:
-        """The Anthropic Message as streamed so far (what the client has seen)."""
-        if not self._message:
-            return {"id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
-                    "content": [], "stop_reason": None, "stop_sequence": None,
-                    "usage": {"input_tokens": 0, "output_tokens": 0}}
-        content = []
-        for index in sorted(self._blocks):
-            block = dict(self._blocks[index])
-            parts = "".join(self._parts.get(index, ()))
-            if block.get("type") == "text":
-                block["text"] = block.get("text", "") + parts
-            elif block.get("type") == "thinking":
-                block["thinking"] = block.get("thinking", "") + parts
-            elif "input" in block and parts and index == self._open:
-                block["input"] = _input_parse(parts)
-            content.append(block)
-        return {**self._message, "content": content}
-
-    # -- events -----------------------------------------------------------------------------
-
     def _message_start(self, event: Event | None, out: list[Event]) -> None:
         if self._state != "new":
             self.notes.append(RewriteNote("stream.second_message_start", "message_start",
@@ -173,9 +172,8 @@ class AnthropicStreamRelay:
         message.update(id=self.message_id, model=self.request.model, content=[])
         if not isinstance(message.get("usage"), dict):
             message["usage"] = {"input_tokens": 0, "output_tokens": 0}
-        self._message = message
         self._state = "started"
-        out.append({**(event or {}), "type": "message_start", "message": copy.deepcopy(message)})
+        out.append({**(event or {}), "type": "message_start", "message": message})
 
     def _block_start(self, event: Event, out: list[Event]) -> None:
         index, block = event.get("index"), event.get("content_block")
@@ -183,43 +181,34 @@ class AnthropicStreamRelay:
             out.append(event)
             return
         self._close(out)  # Anthropic never interleaves blocks; a missing stop is made up here
-        self._blocks[index] = copy.deepcopy(block)
+        self._blocks.add(index)
         self._open = index
-        if block.get("type") == "text" and self._prefix:
+        if block.get("type") == "text" and self._prefix.active:
             if not block.get("text"):
                 self._held = _Held(index, event)
                 return
-            self._prefix = ""  # only the first text block can repeat the prefill
+            self._prefix.flush()  # only the first text block can repeat the prefill
         out.append(self._renumber(event))
 
     def _block_delta(self, event: Event, out: list[Event]) -> None:
         index, delta = event.get("index"), event.get("delta")
-        block = self._blocks.get(index) if isinstance(index, int) else None
-        if block is None or not isinstance(delta, dict):
+        if index not in self._blocks or not isinstance(delta, dict):
             out.append(event)
             return
-        assert isinstance(index, int)
         held = self._held
         if held is not None and held.index == index:
             text = delta.get("text") if delta.get("type") == "text_delta" else None
-            if self._prefix and isinstance(text, str):
-                text = self._prefix_check(held, text)
+            if self._prefix.active and isinstance(text, str):
+                text = self._prefix.feed(text)
+                if (note := self._prefix.note()) is not None:
+                    held.stripped = True
+                    self.notes.append(note)
                 if not text:
                     return
                 event = {**event, "delta": {**delta, "text": text}}
-            elif self._prefix:
-                self._prefix_release(out)
-            self._held_emit(out)
-        dtype = delta.get("type")
-        if dtype in ("text_delta", "thinking_delta", "input_json_delta"):
-            key = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}[dtype]
-            value = event["delta"].get(key)
-            if isinstance(value, str):
-                self._parts.setdefault(index, []).append(value)
-        elif dtype == "signature_delta":
-            block["signature"] = delta.get("signature", "")
-        elif dtype == "citations_delta" and "citation" in delta:
-            block.setdefault("citations", []).append(delta["citation"])
+            elif self._prefix.active:
+                self._prefix_release(out, held)
+            self._held_emit(out, held)
         out.append(self._renumber(event))
 
     def _block_stop(self, event: Event, out: list[Event]) -> None:
@@ -232,13 +221,8 @@ class AnthropicStreamRelay:
     def _message_delta(self, event: Event, out: list[Event]) -> None:
         self._close(out)
         delta = event.get("delta")
-        if isinstance(delta, dict):
-            self._message.update(delta)
-            if delta.get("stop_reason"):
-                self._finished = True
-        usage = event.get("usage")
-        if isinstance(usage, dict):  # cumulative counts: the latest wins (Anthropic docs, streaming messages)
-            self._message["usage"] = {**self._message.get("usage", {}), **usage}
+        if isinstance(delta, dict) and delta.get("stop_reason"):
+            self._finished = True
         out.append(event)
 
     # -- blocks -----------------------------------------------------------------------------
@@ -254,61 +238,30 @@ class AnthropicStreamRelay:
         held = self._held
         if held is not None and held.index == index:
             self._held = None
-            if self._prefix:
+            if self._prefix.active:
                 self._prefix_release(out, held)
             if held.start is not None and not held.stripped:
                 self._held_emit(out, held)  # an empty text block, relayed as it came
             elif held.start is not None:
                 # The block was the repeated prefix and nothing else: it disappears.
-                del self._blocks[index]
-                self._parts.pop(index, None)
+                self._blocks.discard(index)
                 self._shift += 1
                 return
-        block = self._blocks[index]
-        if block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use") and index in self._parts:
-            block["input"] = _input_parse("".join(self._parts.pop(index)))
         out.append(self._renumber(stop or {"type": "content_block_stop", "index": index}))
 
-    # -- prefill=rewrite: strip a repeated prefix ---------------------------------------------
+    # -- prefill=rewrite: strip a repeated prefix (the shared PrefixStrip) ---------------------
 
-    def _prefix_check(self, held: _Held, text: str) -> str:
-        """Text to emit now ("" while it may still be the repeated prefix)."""
-        prefix, pos = self._prefix, held.pos
-        head = text[: len(prefix) - pos]
-        if prefix[pos: pos + len(head)] != head:
-            released = "".join(held.parts) + text
-            self._prefix_done(held)
-            return released
-        held.pos = pos + len(head)
-        if held.pos < len(prefix):
-            held.parts.append(text)
-            return ""
-        self._prefix_done(held)
-        held.stripped = True
-        self.notes.append(prefix_strip_note())
-        return text[len(head):]
-
-    def _prefix_done(self, held: _Held) -> None:
-        self._prefix = ""
-        held.parts = []
-
-    def _held_emit(self, out: list[Event], held: _Held | None = None) -> None:
+    def _held_emit(self, out: list[Event], held: _Held) -> None:
         """Send the held block's content_block_start (once)."""
-        held = held or self._held
-        if held is not None and held.start is not None:
+        if held.start is not None:
             out.append(self._renumber(held.start))
             held.start = None
 
-    def _prefix_release(self, out: list[Event], held: _Held | None = None) -> None:
+    def _prefix_release(self, out: list[Event], held: _Held) -> None:
         """The held text turned out not to be the whole prefix: send it as it came."""
-        held = held or self._held
-        if held is None:
-            return
-        text = "".join(held.parts)
-        self._prefix_done(held)
+        text = self._prefix.flush()
         if text:
             self._held_emit(out, held)
-            self._parts.setdefault(held.index, []).append(text)
             out.append(self._renumber({"type": "content_block_delta", "index": held.index,
                                        "delta": {"type": "text_delta", "text": text}}))
 

@@ -20,7 +20,7 @@ from translation.openai_chat.common import (
     tool_input_parse,
     usage_from_openai,
 )
-from translation.prefill import PREFIX_STRIP_DETAIL, prefill_echo_prefix
+from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.rewrites import PARALLEL_DROP_DETAIL, parallel_tools_disabled
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner, stop_matched_detail
@@ -51,7 +51,7 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     finishes: list[tuple[Any, Any]] = []
     used_ids: set[str] = set()
     refused = False
-    prefix = prefill_echo_prefix(request, caps)
+    prefix = PrefixStrip(prefill_echo_prefix(request, caps))
     scanner = StopScanner(request.stop_sequences if caps.stop_sequences == "gateway" else None)
     one_tool = parallel_tools_disabled(request)
     verbose_stop, truncated = llamacpp_verbose(body)
@@ -72,12 +72,10 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
         if isinstance(refusal, str) and refusal:
             refused = True
             text += refusal
-        if prefix and text:
-            if text.startswith(prefix):
-                text = text[len(prefix):]
-                notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
-                                         PREFIX_STRIP_DETAIL))
-            prefix = ""
+        if text:
+            text = prefix.strip(text)  # only the first text can repeat the prefill
+            if (note := prefix.note()) is not None:
+                notes.append(note)
         if text and scanner.stops:
             text = scanner.feed(text) + scanner.flush()
         if text:

@@ -34,7 +34,7 @@ from translation.openai_chat.common import (
     tool_input_parse,
     usage_from_openai,
 )
-from translation.prefill import PREFIX_STRIP_DETAIL, PrefixStrip, prefill_echo_prefix
+from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.rewrites import PARALLEL_DROP_DETAIL, parallel_tools_disabled
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner, stop_matched_detail
@@ -314,9 +314,8 @@ class ChatStreamTranslator:
                 self._prefix_choice = ci
             if ci == self._prefix_choice:
                 text = self._prefix.feed(text)
-                if self._prefix.stripped:
-                    self._prefix.stripped = False
-                    self.notes.append(RewriteNote("prefill.strip_repeated_prefix", "content", PREFIX_STRIP_DETAIL))
+                if (note := self._prefix.note()) is not None:
+                    self.notes.append(note)
                 if not text:
                     return
         self._text_emit(ci, text, out)

@@ -22,7 +22,7 @@ from translation.openai_responses.common import (
     tool_id_from_call_id,
     usage_from_responses,
 )
-from translation.prefill import PREFIX_STRIP_DETAIL, PrefixStrip, prefill_echo_prefix
+from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner
 
@@ -80,10 +80,8 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
                     refused = True
                     text.append(part["refusal"])
             text.append(scanner.feed(prefix.flush()) + scanner.flush())
-            if prefix.stripped:
-                prefix.stripped = False
-                notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
-                                         PREFIX_STRIP_DETAIL))
+            if (note := prefix.note()) is not None:
+                notes.append(note)
             if "".join(text):
                 content.append({"type": "text", "text": "".join(text)})
         elif kind == "function_call":

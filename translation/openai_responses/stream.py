@@ -35,7 +35,7 @@ from translation.openai_responses.common import (
     tool_id_from_call_id,
     usage_from_responses,
 )
-from translation.prefill import PREFIX_STRIP_DETAIL, PrefixStrip, prefill_echo_prefix
+from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner
 from translation.tokens import CHARS_PER_TOKEN
@@ -378,10 +378,8 @@ class ResponsesStreamTranslator:
                     return
         if item.done and item.kind == "message":
             self._emit(item, "text", self._scanner.feed(self._prefix.flush()) + self._scanner.flush(), out)
-            if self._prefix.stripped:
-                self._prefix.stripped = False
-                self.notes.append(RewriteNote("prefill.strip_repeated_prefix", "content",
-                                              PREFIX_STRIP_DETAIL))
+            if (note := self._prefix.note()) is not None:
+                self.notes.append(note)
 
     def _emit(self, item: _Item, kind: str, text: str, out: list[Event]) -> None:
         if not text:
