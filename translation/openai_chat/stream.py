@@ -18,7 +18,7 @@ from typing import Any
 
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
-from translation.events import message_end, message_start
+from translation.events import message_end
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import (
@@ -38,18 +38,18 @@ from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.rewrites import PARALLEL_DROP_DETAIL, parallel_tools_disabled
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner, stop_matched_detail
+from translation.streambase import StreamTranslatorBase
 
 Event = dict[str, Any]
 
 
 class _Block:
-    """A thinking or text block: its fragments, joined only when the message is read."""
+    """A thinking or text block (its text is in the fold of the events sent)."""
 
-    __slots__ = ("closed", "kind", "parts")
+    __slots__ = ("closed", "kind")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.parts: list[str] = []
         self.closed = False
 
 
@@ -78,16 +78,10 @@ def _delta(index: int, delta: dict[str, Any]) -> Event:
     return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
-class ChatStreamTranslator:
+class ChatStreamTranslator(StreamTranslatorBase):
     def __init__(self, caps: Capabilities, *, request: MessagesRequest, message_id: str,
                  input_tokens_estimate: int = 0) -> None:
-        self.caps = caps
-        self.request = request
-        self.message_id = message_id
-        self.input_tokens_estimate = input_tokens_estimate
-        self.notes: list[RewriteNote] = []
-        self.error: ApiError | None = None
-        self._state = "new"  # new -> started -> done
+        super().__init__(caps, request=request, message_id=message_id, input_tokens_estimate=input_tokens_estimate)
         self._signature = chat_signature()
         self._content: list[_Block | _Tool] = []
         self._open: tuple[str, Any] | None = None  # ("thinking"|"text", choice) or ("tool", key)
@@ -103,8 +97,6 @@ class ChatStreamTranslator:
         # interleave into one another's text. Tool calls are keyed by choice anyway.
         self._live_choice: int | None = None
         self._held: dict[tuple[int, str], list[str]] = {}
-        self._stop_reason: str | None = None
-        self._stop_sequence: str | None = None
         # An echoed prefill (rewrite, prefill_echo): the first text is held until it is known
         # whether it repeats the prefix.
         self._prefix = PrefixStrip(prefill_echo_prefix(request, caps))
@@ -118,19 +110,9 @@ class ChatStreamTranslator:
         self._one_tool = parallel_tools_disabled(request)
         self._dropped_tools: set[tuple[int, int]] = set()
 
-    # -- public API -----------------------------------------------------------------------
+    # -- the Chat Completions mapping ----------------------------------------------------------
 
-    def start(self) -> list[Event]:
-        if self._state != "new":
-            return []
-        self._state = "started"
-        return [message_start(message_id=self.message_id, model=self.request.model,
-                              input_tokens=self.input_tokens_estimate)]
-
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
-        """Events for one upstream chunk (the parsed JSON of one SSE ``data`` line)."""
-        if self._state == "done":
-            return []
+    def _feed(self, chunk: dict[str, Any]) -> list[Event]:
         out = self.start()
         error = body_error(chunk)
         if error is not None:
@@ -153,10 +135,8 @@ class ChatStreamTranslator:
                     return out + self.finish()
         return out
 
-    def finish(self) -> list[Event]:
+    def _finish(self) -> list[Event]:
         """Close everything and end the message (upstream sent ``[DONE]`` or closed)."""
-        if self._state == "done":
-            return []
         out = self.start()
         self._prefix_release(out)
         self._scan_release(out)
@@ -180,7 +160,7 @@ class ChatStreamTranslator:
         self._pending.clear()
         if matched is not None:
             self.notes.append(RewriteNote("stop_sequences.matched", "content", stop_matched_detail(matched)))
-        self._stop_reason, self._stop_sequence = stop_reason_decide(
+        stop_reason, stop_sequence = stop_reason_decide(
             finishes=[(reason, stop or self._verbose_stop) for reason, stop in
                       (self._finishes[k] for k in sorted(self._finishes))],
             tool_calls=self._tool_count > 0, refused=self._refused, stop_sequences=self.request.stop_sequences,
@@ -189,22 +169,13 @@ class ChatStreamTranslator:
         if self._usage_raw is None:
             self.notes.append(RewriteNote("usage.missing", "usage",
                                           "The backend reported no usage; input tokens are estimated."))
-        out += message_end(stop_reason=self._stop_reason, stop_sequence=self._stop_sequence, usage=self.usage)
-        self._state = "done"
+        out += message_end(stop_reason=stop_reason, stop_sequence=stop_sequence, usage=self.usage)
         return out
 
-    def fail(self, error: ApiError) -> list[Event]:
-        """Close the open block and emit an ``error`` event; nothing is emitted after it."""
-        if self._state == "done":
-            return []
-        out = self.start()
+    def _fail_close(self, out: list[Event]) -> None:
         self._prefix_release(out)
         self._scan_release(out)
         self._close(out)
-        out.append({"type": "error", "error": {"type": error.type, "message": error.message}})
-        self.error = error
-        self._state = "done"
-        return out
 
     @property
     def upstream_finished(self) -> bool:
@@ -213,29 +184,8 @@ class ChatStreamTranslator:
         return bool(self._finishes) or (self._scanner is not None and self._scanner.matched is not None)
 
     @property
-    def stop_reason(self) -> str | None:
-        return self._stop_reason
-
-    @property
     def usage(self) -> dict[str, int]:
         return usage_from_openai(self._usage_raw, input_tokens_estimate=self.input_tokens_estimate)
-
-    @property
-    def message(self) -> dict[str, Any]:
-        """The Anthropic Message as streamed so far (what the client has seen)."""
-        content: list[dict[str, Any]] = []
-        for item in self._content:
-            if isinstance(item, _Tool):
-                content.append({"type": "tool_use", "id": item.block_id, "name": item.name or "",
-                                "input": item.input})
-            elif item.kind == "thinking":
-                content.append({"type": "thinking", "thinking": "".join(item.parts),
-                                "signature": self._signature if item.closed else ""})
-            else:
-                content.append({"type": "text", "text": "".join(item.parts)})
-        return {"id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
-                "content": content, "stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence,
-                "usage": self.usage}
 
     # -- one choice of one chunk ----------------------------------------------------------
 
@@ -297,9 +247,6 @@ class ChatStreamTranslator:
             start = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else {
                 "type": "text", "text": ""}
             out.append({"type": "content_block_start", "index": len(self._content) - 1, "content_block": start})
-        item = self._content[-1]
-        assert isinstance(item, _Block)
-        item.parts.append(text)
         key = "thinking" if kind == "thinking" else "text"
         out.append(_delta(len(self._content) - 1, {"type": f"{key}_delta", key: text}))
 
