@@ -23,7 +23,7 @@ from typing import Any
 
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
-from translation.events import message_end, message_start
+from translation.events import message_end
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
 from translation.openai_chat.common import tool_input_parse
@@ -38,6 +38,7 @@ from translation.openai_responses.common import (
 from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner
+from translation.streambase import StreamTranslatorBase
 from translation.tokens import CHARS_PER_TOKEN
 
 Event = dict[str, Any]
@@ -86,16 +87,10 @@ def _texts(parts: Any, kind: str, key: str) -> list[str]:
             and isinstance(p.get(key), str)]
 
 
-class ResponsesStreamTranslator:
+class ResponsesStreamTranslator(StreamTranslatorBase):
     def __init__(self, caps: Capabilities, *, request: MessagesRequest, message_id: str,
                  input_tokens_estimate: int = 0) -> None:
-        self.caps = caps
-        self.request = request
-        self.message_id = message_id
-        self.input_tokens_estimate = input_tokens_estimate
-        self.notes: list[RewriteNote] = []
-        self.error: ApiError | None = None
-        self._state = "new"  # new -> started -> done
+        super().__init__(caps, request=request, message_id=message_id, input_tokens_estimate=input_tokens_estimate)
         self._by_index: dict[Any, _Item] = {}
         self._by_id: dict[str, _Item] = {}
         self._queue: list[_Item] = []
@@ -106,24 +101,12 @@ class ResponsesStreamTranslator:
         self._usage_raw: dict[str, Any] | None = None
         self._incomplete: Any = None
         self._finished = False
-        self._stop_reason: str | None = None
-        self._stop_sequence: str | None = None
         self._prefix = PrefixStrip(prefill_echo_prefix(request, caps, "openai_responses"))
         self._scanner = StopScanner(request.stop_sequences)
 
-    # -- public API -----------------------------------------------------------------------
+    # -- the Responses mapping ----------------------------------------------------------------
 
-    def start(self) -> list[Event]:
-        if self._state != "new":
-            return []
-        self._state = "started"
-        return [message_start(message_id=self.message_id, model=self.request.model,
-                              input_tokens=self.input_tokens_estimate)]
-
-    def feed(self, event: dict[str, Any]) -> list[Event]:
-        """Anthropic events for one upstream event (the parsed JSON of one SSE ``data``)."""
-        if self._state == "done":
-            return []
+    def _feed(self, event: dict[str, Any]) -> list[Event]:
         out = self.start()
         kind = event.get("type")
         if kind == "error" or (kind is None and event.get("error")):
@@ -156,44 +139,29 @@ class ResponsesStreamTranslator:
             out += self.finish()
         return out
 
-    def finish(self) -> list[Event]:
-        if self._state == "done":
-            return []
+    def _finish(self) -> list[Event]:
         out = self.start()
         for item in self._queue:
             item.done = True
         self._pump(out)
-        self._stop_reason, self._stop_sequence = stop_reason_decide(
+        stop_reason, stop_sequence = stop_reason_decide(
             refused=self._refused, matched_stop=self._scanner.matched, incomplete_reason=self._incomplete,
             tool_calls=self._tool_count > 0)
         if self._usage_raw is None and self._scanner.matched is None:
             self.notes.append(RewriteNote("usage.missing", "usage",
                                           "The backend reported no usage; input tokens are estimated."))
-        out += message_end(stop_reason=self._stop_reason, stop_sequence=self._stop_sequence, usage=self.usage)
-        self._state = "done"
+        out += message_end(stop_reason=stop_reason, stop_sequence=stop_sequence, usage=self.usage)
         return out
 
-    def fail(self, error: ApiError) -> list[Event]:
-        """Close the open block and emit an ``error`` event; nothing is emitted after it."""
-        if self._state == "done":
-            return []
-        out = self.start()
+    def _fail_close(self, out: list[Event]) -> None:
         if self._queue and self._queue[0].opened:
             self._close(self._queue[0], out)
-        out.append({"type": "error", "error": {"type": error.type, "message": error.message}})
-        self.error = error
-        self._state = "done"
-        return out
 
     @property
     def upstream_finished(self) -> bool:
         """Whether the backend ended the response (completed or incomplete) — a stream that
         stops without it was cut off."""
         return self._finished
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self._stop_reason
 
     @property
     def usage(self) -> dict[str, int]:
@@ -203,23 +171,6 @@ class ResponsesStreamTranslator:
                 len(block.sent) for block in self._blocks)
             usage["output_tokens"] = -(-chars // CHARS_PER_TOKEN)
         return usage
-
-    @property
-    def message(self) -> dict[str, Any]:
-        """The Anthropic Message as streamed so far (what the client has seen)."""
-        content: list[dict[str, Any]] = []
-        for item in self._blocks:
-            if item.kind == "function_call":
-                content.append({"type": "tool_use", "id": item.block_id, "name": item.name or "",
-                                "input": item.input})
-            elif item.kind == "reasoning":
-                content.append({"type": "thinking", "thinking": "".join(item.emitted),
-                                "signature": self._signature(item) if item.closed else ""})
-            else:
-                content.append({"type": "text", "text": "".join(item.emitted)})
-        return {"id": self.message_id, "type": "message", "role": "assistant", "model": self.request.model,
-                "content": content, "stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence,
-                "usage": self.usage}
 
     # -- upstream events ------------------------------------------------------------------
 
