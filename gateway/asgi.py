@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
@@ -20,12 +21,17 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from gateway.snapshot import snapshot_watch_start  # noqa: E402
+from gateway.runtime import runtime_get  # noqa: E402
 from gateway.startup import startup  # noqa: E402
 from inspector.consumers import LiveTailConsumer  # noqa: E402
 
 startup()
-snapshot_watch_start()
+# The config watcher and the inspector's writer. daphne (4.x) sends no ASGI lifespan events, so
+# the stop runs at interpreter exit: after SIGTERM or SIGINT Twisted's reactor stops, the
+# process exits normally and atexit handlers run (the writer first writes what it holds).
+runtime = runtime_get()
+runtime.start()
+atexit.register(runtime.stop)
 
 # The admin's CSS and JS are served by the gateway itself: one process, nothing else to deploy.
 # WebSockets carry the inspector's live tail only: the admin session authenticates them, and the

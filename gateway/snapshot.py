@@ -1,8 +1,8 @@
 """An in-process, immutable copy of the gateway's configuration, so requests never query the DB.
 
 The snapshot is rebuilt when this process changes the config (signals) and, for changes made
-by other instances, when the shared ``ConfigStamp`` version moves; that is checked (one small
-query) at most every ``CONFIG_REFRESH_SECONDS`` per process, see ``snapshot_get``.
+by other instances, when the shared ``ConfigStamp`` version moves; a watcher thread checks that
+(one small query) twice per ``CONFIG_REFRESH_SECONDS``, see ``ConfigStore``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -149,110 +148,100 @@ def snapshot_build() -> Snapshot:
     )
 
 
-class _State:
-    current: Snapshot | None = None
-    checked_at: float = 0.0  # when the last stamp check (or build) started, time.monotonic()
-    generation: int = 0  # bumped by snapshot_invalidate: a build that started earlier is not kept
-    refresh: asyncio.Task[Snapshot] | None = None
-    refresh_started: float = 0.0
-    watcher: threading.Thread | None = None  # servers: checks the stamp so requests never wait
-    watcher_failing: bool = False
+class ConfigStore:
+    """The process's snapshot, kept current by one mechanism: a watcher thread (``start``, by
+    ``gateway.runtime`` under the server and in the test setup) compares the shared
+    ``ConfigStamp`` twice per ``CONFIG_REFRESH_SECONDS`` and rebuilds when it moved, so a change
+    made anywhere, even on an instance that is idle (a key revoked elsewhere), is served within
+    the interval. Requests never wait for that check: only the very first build, and a rebuild
+    after a change made in this process (the signals call ``invalidate``), are awaited."""
 
+    def __init__(self, build: Callable[[], Snapshot] = snapshot_build,
+                 stamp_read: Callable[[], int] | None = None) -> None:
+        self._build_sync = build
+        self._stamp_read = stamp_read or _stamp_read
+        self.current: Snapshot | None = None
+        self.generation = 0  # bumped by invalidate: a build that started earlier is not kept
+        self._lock = threading.Lock()  # the generation's compare-and-set, across the watcher
+        self._building: asyncio.Task[Snapshot] | None = None
+        self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.watch_failing = False
 
-_state = _State()
+    def invalidate(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self.current = None
 
-# A check that takes longer (the database is slow or gone) is not waited for: requests go on
-# with the snapshot they have, and the check applies whatever it finds when it ends.
-CHECK_WAIT_SECONDS = 1.0
+    def _keep(self, snap: Snapshot, generation: int) -> bool:
+        """Make ``snap`` current unless the config changed here since its build started (then the
+        next request rebuilds)."""
+        with self._lock:
+            if generation != self.generation:
+                return False
+            self.current = snap
+            return True
 
-
-def snapshot_invalidate() -> None:
-    _state.generation += 1
-    _state.current = None
-
-
-async def snapshot_get() -> Snapshot:
-    """The config snapshot, checked against the shared ``ConfigStamp`` at most every
-    ``CONFIG_REFRESH_SECONDS``: one small query per process and interval, which the request that
-    finds the snapshot due waits for (with any others arriving meanwhile). So a change made
-    anywhere is served everywhere once the interval has passed, even by an instance that was idle
-    (a key revoked elsewhere is refused on the first request); other requests never wait.
-    Under a server the watcher thread (``snapshot_watch_start``) does the checking instead, and
-    requests wait only for a rebuild after a change made in this process."""
-    current = _state.current
-    if current is not None and (_state.watcher is not None
-                                or time.monotonic() - _state.checked_at < settings.CONFIG_REFRESH_SECONDS):
-        return current
-    loop = asyncio.get_running_loop()
-    refresh = _state.refresh
-    if refresh is None or refresh.get_loop() is not loop:
-        refresh = _state.refresh = loop.create_task(_refresh(current))
-        _state.refresh_started = time.monotonic()
-    if current is None:
-        return await asyncio.shield(refresh)
-    # Nobody waits on a check that has already taken CHECK_WAIT_SECONDS (the database hangs).
-    wait = _state.refresh_started + CHECK_WAIT_SECONDS - time.monotonic()
-    if wait > 0:
-        await asyncio.wait({refresh}, timeout=wait)
-    return _state.current or current
-
-
-async def _refresh(current: Snapshot | None) -> Snapshot:
-    """Rebuild when there is no snapshot or the stamp moved; the one refresh in flight per process."""
-    started, generation = time.monotonic(), _state.generation
-    try:
-        try:
-            if current is not None and await sync_to_async(_db_read, thread_sensitive=False)(
-                    _stamp_read) == current.version:
-                _state.checked_at = started
-                return current
-            snap = await sync_to_async(_db_read, thread_sensitive=False)(snapshot_build)
-        except Exception:
-            if current is None:
-                raise  # nothing to serve: the request fails (the error envelope, never a page)
-            log.exception("config refresh failed; serving the previous snapshot")
-            _state.checked_at = started
+    async def get(self) -> Snapshot:
+        current = self.current
+        if current is not None:
             return current
-        if generation == _state.generation:  # else it changed here meanwhile: the next request rebuilds
-            _state.current, _state.checked_at = snap, started
-        return snap
-    finally:
-        if _state.refresh is asyncio.current_task():
-            _state.refresh = None
+        loop = asyncio.get_running_loop()
+        building = self._building
+        if building is None or building.get_loop() is not loop:
+            building = self._building = loop.create_task(self._build())
+        return await asyncio.shield(building)
 
-
-def snapshot_watch_start() -> None:
-    """Servers (``gateway.asgi``) check the shared stamp from a daemon thread twice per
-    ``CONFIG_REFRESH_SECONDS`` instead: no request ever waits on that query, and an idle instance
-    still picks up a change made elsewhere (a revoked key) within the interval."""
-    if _state.watcher is None:
-        _state.watcher = threading.Thread(target=_watch, name="dragoman-config-watch", daemon=True)
-        _state.watcher.start()
-
-
-def _watch() -> None:
-    while True:
-        time.sleep(max(settings.CONFIG_REFRESH_SECONDS / 2, 0.05))
+    async def _build(self) -> Snapshot:
+        """The one build in flight per process; a failure fails the requests waiting for it (the
+        error envelope, never a page): there is nothing to serve."""
+        generation = self.generation
         try:
-            _watch_once()
-        except Exception:
-            if not _state.watcher_failing:  # once per outage, not twice a second
-                log.exception("config watch failed; serving the previous snapshot until it succeeds")
-            _state.watcher_failing = True
-        else:
-            _state.watcher_failing = False
+            snap = await sync_to_async(_db_read, thread_sensitive=False)(self._build_sync)
+            self._keep(snap, generation)
+            return snap
+        finally:
+            if self._building is asyncio.current_task():
+                self._building = None
 
+    def check(self) -> None:
+        """One look at the shared stamp (the watcher's step; a test may call it): rebuild when it
+        moved. Nothing to do before the first request has built a snapshot."""
+        current, generation = self.current, self.generation
+        if current is None:
+            return
+        if _db_read(self._stamp_read) == current.version:
+            return
+        self._keep(_db_read(self._build_sync), generation)
 
-def _watch_once() -> None:
-    current, generation, started = _state.current, _state.generation, time.monotonic()
-    if current is None:
-        return  # the next request builds it
-    if _db_read(_stamp_read) == current.version:
-        _state.checked_at = started
-        return
-    snap = _db_read(snapshot_build)
-    if generation == _state.generation:  # else it changed here meanwhile: the next request rebuilds
-        _state.current, _state.checked_at = snap, started
+    def start(self) -> None:
+        with self._lock:
+            if self._watcher is None:
+                self._stopping.clear()
+                self._watcher = threading.Thread(target=self._watch, name="dragoman-config-watch", daemon=True)
+                self._watcher.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            self._stopping.set()
+            watcher.join(timeout)
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(max(settings.CONFIG_REFRESH_SECONDS / 2, 0.05)):
+            try:
+                self.check()
+            except Exception:
+                if not self.watch_failing:  # once per outage, not twice a second
+                    log.exception("config watch failed; serving the previous snapshot until it succeeds")
+                self.watch_failing = True
+            else:
+                self.watch_failing = False
 
 
 def _db_read(read: Callable[[], T]) -> T:
@@ -269,3 +258,13 @@ def _stamp_read() -> int:
     from gateway.models import ConfigStamp
 
     return ConfigStamp.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+
+
+store = ConfigStore()
+
+# The request path's entry points (gateway.pipeline, the signals); ``store`` is the runtime's.
+snapshot_get = store.get
+
+
+def snapshot_invalidate() -> None:
+    store.invalidate()

@@ -210,18 +210,31 @@ def _part_meta(part: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in part.items() if k not in ("body_raw", "body", "message", "events", "chunks")}
 
 
+class _Stop:
+    """Put on the queue by ``Recorder.stop``: the writer writes what came before it and ends."""
+
+
+_STOP = _Stop()
+
+
 class Recorder:
-    """A queue drained by one daemon thread that writes batches with ``bulk_create``.
+    """A queue drained by one daemon thread that writes batches with ``bulk_create``; the server
+    and the test setup start it (``start``) and stop it (``stop``: what was submitted is written
+    first) through ``gateway.runtime``.
 
     Counters (read them with ``stats()``): ``submitted`` records queued, ``persisted`` and
     ``lost`` (the store failed) by the writer, ``dropped`` (queue full: the store is down or too
-    slow) by the request path, ``skipped`` at capture level off — which is not a loss.
+    slow) by the request path, ``skipped`` at capture level off — which is not a loss. A batch
+    still gathering counts as queued (``INSPECTOR_QUEUE_MAX`` bounds both together).
     """
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[ExchangeRecord] = queue.Queue()
+        self._queue: queue.Queue[ExchangeRecord | _Stop] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._written = threading.Condition()  # notified after every batch: ``flush`` waits on it
+        self._gathering = 0  # records taken off the queue into a batch not yet being written
+        self._not_running_warned = False
         self.started_at = datetime.now(UTC)
         self.submitted = 0
         self.persisted = 0
@@ -239,7 +252,7 @@ class Recorder:
             self.skipped += 1
             return
         live_publish(record, state="done")  # live tail (inspector.live): a fire-and-forget task
-        if self._queue.qsize() >= settings.INSPECTOR_QUEUE_MAX:
+        if self._queue.qsize() + self._gathering >= settings.INSPECTOR_QUEUE_MAX:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("inspector: writer queue full (%d), %d exchanges dropped so far",
@@ -247,8 +260,13 @@ class Recorder:
             return
         self.submitted += 1
         self._queue.put_nowait(record)
-        if self._thread is None:
-            self.start()
+        if self._thread is None and not self._not_running_warned:
+            self._not_running_warned = True
+            log.warning("inspector: exchanges are queued but the writer is not running (Recorder.start)")
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
 
     def start(self) -> None:
         with self._lock:
@@ -256,29 +274,68 @@ class Recorder:
                 self._thread = threading.Thread(target=self._run, name="inspector-writer", daemon=True)
                 self._thread.start()
 
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Write everything submitted so far, then end the writer thread; False if it was still
+        writing after ``timeout`` seconds (it is a daemon: it does not hold the process)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        self._queue.put(_STOP)
+        thread.join(timeout)
+        return not thread.is_alive()
+
     def _run(self) -> None:
         while True:
             try:
-                self._step()
+                if not self._step():
+                    return
             except Exception:  # the writer must outlive any bug in one step
                 log.exception("inspector: writer step failed")
                 time.sleep(1.0)
 
-    def _step(self) -> None:
+    def _step(self) -> bool:
+        """Wait for a record, gather a batch until it is full or ``INSPECTOR_FLUSH_SECONDS``
+        have passed since its first record, write it; False once ``stop`` was asked for."""
         try:
-            first: ExchangeRecord | None = self._queue.get(timeout=0.5)
+            first = self._queue.get(timeout=0.5)
         except queue.Empty:
-            first = None
-        if first is not None:
-            time.sleep(settings.INSPECTOR_FLUSH_SECONDS)  # let a batch gather
-            batch = [first]
+            self._prune_if_due()
+            return True
+        go_on = not isinstance(first, _Stop)
+        batch: list[ExchangeRecord] = []
+        if isinstance(first, ExchangeRecord):
+            batch.append(first)
+            self._gathering = 1
+            deadline = time.monotonic() + settings.INSPECTOR_FLUSH_SECONDS
             while len(batch) < settings.INSPECTOR_BATCH_SIZE:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-            self._write(batch)
-        self._prune_if_due()
+                if isinstance(more, _Stop):
+                    go_on = False
+                    break
+                batch.append(more)
+                self._gathering += 1
+        if not go_on:  # stopping: what is still queued goes in too, without waiting
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(more, ExchangeRecord):
+                    batch.append(more)
+        self._gathering = 0
+        try:
+            for start in range(0, len(batch), max(1, settings.INSPECTOR_BATCH_SIZE)):
+                self._write(batch[start:start + max(1, settings.INSPECTOR_BATCH_SIZE)])
+        finally:
+            with self._written:
+                self._written.notify_all()
+        if go_on:
+            self._prune_if_due()
+        return go_on
 
     def _write(self, batch: list[ExchangeRecord]) -> None:
         from inspector.models import Exchange
@@ -354,19 +411,15 @@ class Recorder:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written (tests and shutdown)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.persisted + self.lost >= self.submitted:
-                return True
-            time.sleep(0.01)
-        return False
+        with self._written:
+            return self._written.wait_for(lambda: self.persisted + self.lost >= self.submitted, timeout)
 
     def stats(self) -> dict[str, Any]:
         """Counters since this process started; ``lost`` = store failures + queue overflow."""
         return {
             "started_at": self.started_at, "submitted": self.submitted, "persisted": self.persisted,
             "lost": self.lost + self.dropped, "store_failed": self.lost, "dropped": self.dropped,
-            "skipped": self.skipped, "queued": self._queue.qsize(), "pruned": self.pruned,
+            "skipped": self.skipped, "queued": self._queue.qsize() + self._gathering, "pruned": self.pruned,
             "last_error": self.last_error, "last_error_at": self.last_error_at,
         }
 

@@ -95,6 +95,28 @@ def upstream() -> Iterator[Upstream]:
         yield fake
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runtime() -> Iterator[Any]:
+    """The process's runtime (gateway.runtime), started as the server starts it: the inspector's
+    writer and the config watcher run for the whole session; at its end the writer drains."""
+    from gateway.runtime import runtime_get
+
+    built = runtime_get()
+    built.start()
+    yield built
+    built.stop()
+
+
+@pytest.fixture(autouse=True)
+def _snapshot_dropped() -> Iterator[None]:
+    # No snapshot outlives its test: the watcher then has nothing to check (and queries nothing)
+    # while a test without database access runs.
+    yield
+    from gateway import snapshot
+
+    snapshot.snapshot_invalidate()
+
+
 @pytest.fixture
 def gateway_setup(transactional_db: None) -> Iterator[str]:
     from gateway import snapshot

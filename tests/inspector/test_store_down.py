@@ -252,4 +252,4 @@ def test_the_config_refresh_recovers_once_the_database_is_back(gateway: Gateway)
         time.sleep(1.1)
         requests_while(gateway, 1, "config check after")
     time.sleep(0.2)
-    assert "config refresh failed" not in gateway.log.read_text()[restored_at:]
+    assert "config watch failed" not in gateway.log.read_text()[restored_at:]

@@ -1,0 +1,62 @@
+"""The process's long-lived state in one place: the config store (the snapshot and its watcher),
+the inspector's recorder (its writer thread) and the rate limiter, with one ``start`` and one
+``stop``. Built once per process (``runtime_get``); the server entry point (``gateway.asgi``)
+and the test setup (tests/conftest.py) start it, and stop it at exit.
+
+The module globals the request path still imports (``gateway.snapshot.store`` behind
+``snapshot_get``, ``inspector.recorder.recorder``, ``gateway.ratelimit.limiter``) are the
+runtime's own objects, not copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.ratelimit import RateLimiter
+from gateway.snapshot import ConfigStore
+from inspector.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    config: ConfigStore
+    recorder: Recorder
+    limiter: RateLimiter
+    upstream: Any = None  # the backends' HTTP client pools (gateway.upstream.UpstreamPools)
+
+    def start(self) -> None:
+        """Start the recorder's writer and the config watcher (idempotent)."""
+        self.recorder.start()
+        self.config.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching the config, then write what the recorder holds and end its writer."""
+        self.config.stop()
+        if not self.recorder.stop(timeout):
+            log.error("inspector: the writer was still writing after %.0f s at shutdown", timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.recorder.running and self.config.watching
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def runtime_get() -> Runtime:
+    """The process's runtime, built on first use."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            from gateway.ratelimit import limiter
+            from gateway.snapshot import store
+            from inspector.recorder import recorder
+
+            _runtime = Runtime(config=store, recorder=recorder, limiter=limiter)
+        return _runtime
