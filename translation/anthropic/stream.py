@@ -21,10 +21,10 @@ import orjson
 
 from translation.capabilities import Capabilities
 from translation.errors import ApiError
-from translation.fold import MessageFold
 from translation.notes import RewriteNote
 from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
+from translation.streambase import StreamTranslatorBase
 
 Event = dict[str, Any]
 
@@ -45,15 +45,9 @@ class _Held:
         self.stripped = False  # the whole prefix was found and removed
 
 
-class AnthropicStreamRelay:
+class AnthropicStreamRelay(StreamTranslatorBase):
     def __init__(self, caps: Capabilities, *, request: MessagesRequest, message_id: str) -> None:
-        self.caps = caps
-        self.request = request
-        self.message_id = message_id
-        self.notes: list[RewriteNote] = []
-        self.error: ApiError | None = None
-        self._state = "new"  # new -> started -> done
-        self._fold = MessageFold(keep_unparsed=False)  # the events as relayed: what the client saw
+        super().__init__(caps, request=request, message_id=message_id)
         self._blocks: set[int] = set()  # upstream indices of the blocks started
         self._open: int | None = None  # upstream index of the open block
         self._shift = 0  # blocks dropped so far (client index = upstream index - shift)
@@ -61,20 +55,14 @@ class AnthropicStreamRelay:
         self._prefix = PrefixStrip(prefill_echo_prefix(request, caps, "anthropic"))
         self._held: _Held | None = None
 
-    # -- public API -------------------------------------------------------------------------
+    # -- the relay ------------------------------------------------------------------------
 
     def start(self) -> list[Event]:
+        """Nothing: the upstream's own ``message_start`` is relayed (its usage is the real one)."""
         return []
 
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
-        if self._state == "done":
-            return []
-        return self._folded(self._feed(chunk))
-
-    def finish(self) -> list[Event]:
+    def _finish(self) -> list[Event]:
         """End the message when the backend stopped without ``message_stop``."""
-        if self._state == "done":
-            return []
         out: list[Event] = []
         if self._state == "new":
             self._message_start(None, out)
@@ -83,19 +71,10 @@ class AnthropicStreamRelay:
             out.append({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                         "usage": {"output_tokens": self._fold.field("usage", {}).get("output_tokens", 0)}})
         out.append({"type": "message_stop"})
-        self._state = "done"
-        return self._folded(out)
+        return out
 
-    def fail(self, error: ApiError) -> list[Event]:
-        """Close the open block and emit an ``error`` event; nothing is emitted after it."""
-        if self._state == "done":
-            return []
-        out: list[Event] = []
+    def _fail_close(self, out: list[Event]) -> None:
         self._close(out)
-        out.append({"type": "error", "error": {"type": error.type, "message": error.message}})
-        self.error = error
-        self._state = "done"
-        return self._folded(out)
 
     @property
     def upstream_finished(self) -> bool:
@@ -109,6 +88,7 @@ class AnthropicStreamRelay:
                     "content": [], "stop_reason": None, "stop_sequence": None,
                     "usage": {"input_tokens": 0, "output_tokens": 0}}
         message = self._fold.message
+        # The relayed events carry the backend's usage: no estimate to put in.
         index = self._open - self._shift if self._open is not None else -1
         raw = self._fold.open_input(index)
         if raw is not None and "input" in message["content"][index]:
@@ -117,11 +97,6 @@ class AnthropicStreamRelay:
         return message
 
     # -- events -----------------------------------------------------------------------------
-
-    def _folded(self, out: list[Event]) -> list[Event]:
-        for event in out:
-            self._fold.feed(event)
-        return out
 
     def _feed(self, chunk: dict[str, Any]) -> list[Event]:
         kind = chunk.get("type")
