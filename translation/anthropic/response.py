@@ -30,7 +30,7 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     content: list[Any] = message["content"]
     first_text = next((k for k, b in enumerate(content) if isinstance(b, dict) and b.get("type") == "text"), None)
     text = content[first_text].get("text", "") if first_text is not None else None
-    if strip.active and isinstance(text, str):
+    if strip.active and first_text is not None and isinstance(text, str):
         rest = strip.strip(text)
         note = strip.note()
         if note is not None:
