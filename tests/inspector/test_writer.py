@@ -157,3 +157,17 @@ def test_a_record_the_store_refuses_costs_nobody_else_and_nul_characters_are_kep
     assert rows["req_nul_0"].error_message in ("junk \x00 from the backend", "junk \u2400 from the backend")
     assert rows["req_nul_1"].client_request["body_text"].startswith("[[[")
     assert rows["req_nul_2"].client_request["body"] == {"ok": True}
+
+
+def test_stop_writes_what_was_submitted_and_ends_the_writer(transactional_db: None, settings: Any) -> None:
+    from inspector.recorder import Recorder
+
+    settings.INSPECTOR_FLUSH_SECONDS = 30  # stop does not wait for the batch window
+    own = Recorder()
+    own.start()
+    for i in range(3):
+        own.submit(ExchangeRecord(id=f"req_stop_{i}"))
+    assert own.stop(timeout=10)
+    assert not own.running
+    assert own.stats()["persisted"] == 3 and own.stats()["queued"] == 0
+    assert Exchange.objects.filter(id__startswith="req_stop_").count() == 3
