@@ -82,10 +82,6 @@ class Exchange:
         return headers
 
     @property
-    def secrets(self) -> list[str]:
-        return self.record.secrets
-
-    @property
     def capture(self) -> str:
         return self.record.capture
 
@@ -164,9 +160,6 @@ class Exchange:
 
     def note(self, rule: str, path: str, detail: str) -> None:
         self.record.notes.append({"rule": rule, "path": path, "detail": detail})
-
-    def notes_add(self, notes: Iterable[RewriteNote]) -> None:
-        self.record.notes.extend(n.as_dict() for n in notes)
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
         """httpcore's trace hook: when a connection is ready and the request starts going out, and
