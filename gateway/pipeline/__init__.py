@@ -13,33 +13,12 @@ The views in ``gateway.api`` call exactly one function here.
 
 from __future__ import annotations
 
-from django.http import HttpResponseBase
-
-from gateway.exchange import Exchange, records_live
-from gateway.pipeline.admission import fail, key_authenticate, keys_presented, route_for
-from gateway.pipeline.complete import complete
+from gateway.exchange import records_live
+from gateway.pipeline.admission import key_authenticate, keys_presented, route_for
 from gateway.pipeline.counting import count_tokens
 from gateway.pipeline.listing import model_get, models_list
 from gateway.pipeline.messages import messages_create, messages_replay
-from gateway.pipeline.relay import stream_open
-from gateway.snapshot import RouteInfo
-from inspector.recorder import ExchangeRecord
-from translation.errors import ApiError
-from translation.schemas import MessagesRequest
 
 __all__ = ["count_tokens", "key_authenticate", "keys_presented", "messages_create", "messages_replay",
            "model_get", "models_list", "records_live", "route_for"]
 
-
-# -- until inspector.views calls messages_replay (then delete these three) ---------------------
-
-async def _stream_open(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponseBase:
-    return await stream_open(req, route, Exchange(record))
-
-
-async def _complete(req: MessagesRequest, route: RouteInfo, record: ExchangeRecord) -> HttpResponseBase:
-    return await complete(req, route, Exchange(record))
-
-
-def _fail(record: ExchangeRecord, error: ApiError) -> HttpResponseBase:
-    return fail(Exchange(record), error)
