@@ -108,8 +108,6 @@ class UpstreamPools:
 
 # The process's pools (one event loop per process serves every request).
 pools = UpstreamPools()
-# For the tests outside tests/gateway that reset the pools by this name.
-clients_reset = pools.reset
 
 
 def stream_not_sse(headers: httpx.Headers) -> bool:

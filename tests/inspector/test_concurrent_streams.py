@@ -35,9 +35,9 @@ def mock_route(gateway_setup: str) -> Iterator[MockServerThread]:
         backend = Backend.objects.create(name="mock", base_url=mock.url, preset="vllm")
         Route.objects.create(model="bench", backend=backend, order=1)
         snapshot.snapshot_invalidate()
-        upstream.clients_reset()
+        upstream.pools.reset()
         yield mock
-        upstream.clients_reset()
+        upstream.pools.reset()
 
 
 async def stream_one(i: int) -> tuple[str, list[tuple[str, dict[str, Any]]]]:

@@ -136,7 +136,7 @@ def test_no_secret_reaches_clients_logs_exchanges_or_admin_pages(
     staff.force_login(user)
     # A staff replay of the echoing request takes the other path to the backend (on a new event
     # loop here, so without the pools of the one that sent the traffic).
-    upstream.clients_reset()
+    upstream.pools.reset()
     echo_id = responses[2][2]["request-id"]
     replay = staff.post(f"/admin/inspector/exchange/{quote(echo_id)}/replay/", {"target": ""})
     assert replay.status_code == 302
