@@ -16,16 +16,11 @@ from django.http import HttpRequest
 from gateway.backends.base import UpstreamCall
 from gateway.snapshot import KeyInfo, RouteInfo
 from inspector.live import live_publish
-from inspector.recorder import (
-    ExchangeRecord,
-    headers_mask,
-    recorder,
-    secret_mask,
-    secrets_redact,
-    usage_merge,
-)
+from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
+from translation.masking import headers_mask, secret_mask, secrets_redact
 from translation.notes import RewriteNote
+from translation.usage import usage_merge
 
 
 class LiveExchanges:

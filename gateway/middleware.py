@@ -24,8 +24,9 @@ from django.utils.module_loading import import_string
 
 from gateway.errors import error_response
 from gateway.ids import id_new
-from inspector.recorder import ExchangeRecord, headers_mask, recorder
+from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
+from translation.masking import headers_mask
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ import httpx
 
 from gateway.backends import adapter_named
 from gateway.backends.openai import server_root
-from inspector.recorder import secrets_redact
 from translation.capabilities import CapabilityError, capabilities_build
+from translation.masking import secrets_redact
 
 # Well-known API hosts and the preset that fits them.
 HOST_PRESETS: dict[str, str] = {

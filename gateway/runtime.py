@@ -1,11 +1,12 @@
 """The process's long-lived state in one place: the config store (the snapshot and its watcher),
-the inspector's recorder (its writer thread) and the rate limiter, with one ``start`` and one
-``stop``. Built once per process (``runtime_get``); the server entry point (``gateway.asgi``)
-and the test setup (tests/conftest.py) start it, and stop it at exit.
+the inspector's recorder (its writer thread), the rate limiter and the backends' HTTP client
+pools, with one ``start`` and one ``stop``. Built once per process (``runtime_get``); the
+server entry point (``gateway.asgi``) and the test setup (tests/conftest.py) start it, and stop
+it at exit.
 
 The module globals the request path still imports (``gateway.snapshot.store`` behind
-``snapshot_get``, ``inspector.recorder.recorder``, ``gateway.ratelimit.limiter``) are the
-runtime's own objects, not copies.
+``snapshot_get``, ``inspector.recorder.recorder``, ``gateway.ratelimit.limiter``,
+``gateway.upstream.pools``) are the runtime's own objects, not copies.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.ratelimit import RateLimiter
 from gateway.snapshot import ConfigStore
+from gateway.upstream import UpstreamPools
 from inspector.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class Runtime:
     config: ConfigStore
     recorder: Recorder
     limiter: RateLimiter
-    upstream: Any = None  # the backends' HTTP client pools (gateway.upstream.UpstreamPools)
+    upstream: UpstreamPools  # the backends' HTTP client pools, one per backend version
 
     def start(self) -> None:
         """Start the recorder's writer and the config watcher (idempotent)."""
@@ -56,7 +57,8 @@ def runtime_get() -> Runtime:
         if _runtime is None:
             from gateway.ratelimit import limiter
             from gateway.snapshot import store
+            from gateway.upstream import pools
             from inspector.recorder import recorder
 
-            _runtime = Runtime(config=store, recorder=recorder, limiter=limiter)
+            _runtime = Runtime(config=store, recorder=recorder, limiter=limiter, upstream=pools)
         return _runtime

@@ -23,14 +23,8 @@ from django.db import DataError, close_old_connections
 from inspector.hooks import hooks
 from inspector.live import live_publish
 from translation.jsonbytes import json_bytes, json_loads_exact
-
-# headers_mask, secret_mask, secrets_redact and usage_merge live in translation; the ``as`` forms
-# re-export them for gateway modules that still import them from here.
-from translation.masking import headers_mask as headers_mask
-from translation.masking import secret_mask as secret_mask
-from translation.masking import secrets_redact as secrets_redact
+from translation.masking import secrets_redact
 from translation.usage import overhead_ms
-from translation.usage import usage_merge as usage_merge
 from translation.validate import stream_validate
 
 log = logging.getLogger(__name__)

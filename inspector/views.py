@@ -17,6 +17,7 @@ from inspector.hooks import Route, RouteTable, hooks
 from inspector.models import Exchange
 from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
+from translation.fold import message_fold
 from translation.sse import SSEDecoder
 from translation.usage import usage_merge
 from translation.validate import stream_validate
@@ -47,40 +48,6 @@ def upstream_chunks(exchange: Exchange) -> list[list[Any]]:
 
 
 # -- the message the client saw -------------------------------------------------------------
-
-def message_fold(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The message a client builds from ``events`` (the SDK's accumulate_event, simplified)."""
-    message: dict[str, Any] = {}
-    partial: dict[int, str] = {}
-    for event in events:
-        kind = event.get("type")
-        if kind == "message_start":
-            message = {**event.get("message", {}), "content": []}
-        elif kind == "content_block_start":
-            message.setdefault("content", []).append(dict(event.get("content_block", {})))
-        elif kind == "content_block_delta":
-            index, delta = event.get("index", 0), event.get("delta", {})
-            blocks = message.get("content", [])
-            if not 0 <= index < len(blocks):
-                continue
-            block = blocks[index]
-            for key, field_name in (("text", "text"), ("thinking", "thinking"), ("signature", "signature")):
-                if delta.get("type") == f"{key}_delta":
-                    block[field_name] = block.get(field_name, "") + delta.get(key, "")
-            if delta.get("type") == "input_json_delta":
-                partial[index] = partial.get(index, "") + delta.get("partial_json", "")
-        elif kind == "content_block_stop":
-            index = event.get("index", 0)
-            if index in partial and 0 <= index < len(message.get("content", [])):
-                try:
-                    message["content"][index]["input"] = orjson.loads(partial.pop(index) or "{}")
-                except orjson.JSONDecodeError:
-                    message["content"][index]["input_unparsed"] = partial.pop(index, "")
-        elif kind == "message_delta":
-            message.update({k: v for k, v in event.get("delta", {}).items()})
-            message["usage"] = {**message.get("usage", {}), **event.get("usage", {})}
-    return message
-
 
 def upstream_usage(exchange: Exchange) -> dict[str, Any] | None:
     """The usage the backend reported: the body's, or folded from the stream's chunks as the

@@ -19,11 +19,11 @@ from gateway.ids import id_new
 from gateway.pipeline.complete import upstream_prepare, window_fit
 from gateway.pipeline.pings import PING, ChunksWithPings
 from gateway.snapshot import RouteInfo
-from inspector.recorder import usage_merge
 from translation.errors import ApiError
 from translation.outputcap import CappedStream
 from translation.schemas import MessagesRequest
 from translation.sse import SSEDecoder, sse_encode
+from translation.usage import usage_merge
 
 
 async def stream_open(req: MessagesRequest, route: RouteInfo, exchange: Exchange) -> EventStreamResponse:

@@ -6,15 +6,12 @@ test checks it), so every decision that could differ lives here once.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-import orjson
-
 from translation.backend_errors import backend_error_reclassify
 from translation.errors import ApiError
-from translation.jsonbytes import json_bytes
+from translation.jsonbytes import json_bytes, json_loads_exact
 from translation.signature import signature_mint
 
 CHAT_SIGNATURE_PAYLOAD: dict[str, Any] = {"src": "chat"}
@@ -177,17 +174,6 @@ def tool_id_make(raw: Any, *, message_id: str, ordinal: int, used: set[str]) -> 
     return cid
 
 
-_LONG_NUMBER = re.compile(r"\d{19}")
-
-
-def _loads(text: str) -> Any:
-    # orjson rejects integers beyond 64 bits, or (just past the negative limit) silently makes them
-    # floats: the stdlib parser keeps such numbers exact.
-    if _LONG_NUMBER.search(text):
-        return json.loads(text)
-    return orjson.loads(text)
-
-
 def tool_input_parse(arguments: str) -> tuple[dict[str, Any], str | None, str]:
     """Tool input from an ``arguments`` string: ``(input, problem, suffix)``.
 
@@ -202,18 +188,18 @@ def tool_input_parse(arguments: str) -> tuple[dict[str, Any], str | None, str]:
     if not text:
         return {}, None, ""
     try:
-        value = _loads(text)
+        value = json_loads_exact(text)
     except ValueError:
         if text[0] == "{":
             suffix = json_close_suffix(text)
             if suffix is not None:
-                return _loads(text + suffix), f"truncated arguments closed with {suffix!r}", suffix
+                return json_loads_exact(text + suffix), f"truncated arguments closed with {suffix!r}", suffix
         return {}, "arguments are not valid JSON; used {}", ""
     if isinstance(value, dict):
         return value, None, ""
     if isinstance(value, str):
         try:
-            inner = _loads(value)
+            inner = json_loads_exact(value)
         except ValueError:
             inner = None
         if isinstance(inner, dict):
@@ -275,7 +261,7 @@ def json_close_suffix(text: str) -> str | None:
         return None
     suffix += "".join("}" if b == "{" else "]" for b in reversed(stack))
     try:
-        value = _loads(text + suffix)
+        value = json_loads_exact(text + suffix)
     except ValueError:
         return None
     return suffix if isinstance(value, dict) else None
