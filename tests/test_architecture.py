@@ -7,6 +7,7 @@ inside functions and under ``TYPE_CHECKING``."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,35 @@ def test_importing_every_translation_module_loads_no_django() -> None:
                             text=True, check=False, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(TRANSLATION.parent)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "translation.openai_chat.stream" in modules
+
+
+# docs/architecture.md names each hop as `path/to/file.py:Name` (or `Name.attribute`).
+_DOC_REFERENCE = re.compile(r"`((?:gateway|inspector|translation)/[\w/]+\.py):([\w.]+)`")
+
+
+def _defined(path: Path, dotted: str) -> bool:
+    """Whether ``dotted`` (``func``, ``Class`` or ``Class.method``) is defined at the top of ``path``."""
+    scope: list[ast.stmt] = ast.parse(path.read_text()).body
+    for name in dotted.split("."):
+        found = None
+        for node in scope:
+            names = [node.name] if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) else [
+                t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            if name in names:
+                found = node
+                break
+        if found is None:
+            return False
+        scope = found.body if isinstance(found, ast.ClassDef) else []
+    return True
+
+
+def test_architecture_doc_names_only_code_that_exists() -> None:
+    text = (REPO / "docs" / "architecture.md").read_text()
+    references = _DOC_REFERENCE.findall(text)
+    assert len(references) >= 20, "the hop list should name the code it passes through"
+    missing = [f"{path}:{name}" for path, name in references
+               if not (REPO / path).is_file() or not _defined(REPO / path, name)]
+    assert not missing, f"docs/architecture.md names code that does not exist: {missing}"
