@@ -12,128 +12,67 @@ from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
+from translation.openai_shared import RequestBuilder
 from translation.prefill import PrefillPlan, prefill_plan
-from translation.rewrites import (
-    EFFORT_TO_OPENAI,
-    fields_unmapped,
-    image_policy,
-    search_result_text,
-    system_message_keep,
-    system_message_text,
-    system_texts,
-    tool_choice_apply,
-)
+from translation.rewrites import EFFORT_TO_OPENAI, search_result_text
 from translation.schemas import (
-    DocumentBlock,
-    ImageBlock,
     Message,
     MessagesRequest,
     RedactedThinkingBlock,
     SearchResultBlock,
-    ServerToolBlock,
     TextBlock,
     ThinkingBlock,
+    Tool,
     ToolResultBlock,
     ToolUseBlock,
 )
 from translation.thinking import ThinkingIntent, thinking_intent
 
 
-class _Builder:
+class _Builder(RequestBuilder):
     """Walks one request; collects the chat messages, the hoisted system text and the notes."""
 
+    api = "Chat Completions"
+    hoisted_into = "the leading system prompt"
+    document_kinds = {"text": "plain-text", "content": "content"}
+    parallel_without_tools = True
+
     def __init__(self, req: MessagesRequest, caps: Capabilities, backend_name: str) -> None:
-        self.req = req
-        self.caps = caps
-        self.backend = f"backend {backend_name}" if backend_name else "this backend"
-        self.notes: list[RewriteNote] = []
-        self.system_parts: list[str] = []
-        self.messages: list[dict[str, Any]] = []
+        super().__init__(req, caps, backend_name)
         self.reasoning_dropped: list[int] = []
+        self.plan: PrefillPlan | None = None  # the prefill plan of the trailing assistant message
 
-    def note(self, rule: str, path: str, detail: str) -> None:
-        self.notes.append(RewriteNote(rule, path, detail))
+    # -- shapes ---------------------------------------------------------------------------
 
-    # -- system ---------------------------------------------------------------------------
+    def text_part(self, text: str) -> dict[str, Any]:
+        return {"type": "text", "text": text}
 
-    def system(self) -> None:
-        self.system_parts.extend(system_texts(self.req, self.caps, self.notes))
+    def image_part(self, url: str) -> dict[str, Any]:
+        return {"type": "image_url", "image_url": {"url": url}}
 
-    def system_message(self, i: int, message: Message) -> None:
-        text = system_message_text(message)
-        if system_message_keep(i, self.caps, self.notes, hoisted_into="the leading system prompt"):
-            self.messages.append({"role": "system", "content": text})
-        elif text:
-            self.system_parts.append(text)
+    def file_part(self, path: str, data_url: str, filename: str) -> dict[str, Any]:
+        self.note("document.file", path, "Sent a base64 PDF document as an OpenAI file part.")
+        return {"type": "file", "file": {"file_data": data_url, "filename": filename}}
 
-    # -- user -----------------------------------------------------------------------------
+    def url_document(self, path: str, kind: Any, url: Any, title: str) -> dict[str, Any] | None:
+        if not url:
+            return None
+        self.note("document.url_as_text", path, "Chat Completions has no URL documents; sent the link as text.")
+        return self.text_part(f"[document: {title or url}]({url})")
 
-    def user(self, i: int, message: Message) -> None:
-        tool_messages: list[dict[str, Any]] = []
-        result_media: list[dict[str, Any]] = []
-        parts: list[dict[str, Any]] = []
-        for j, block in enumerate(message.blocks()):
-            path = f"messages[{i}].content[{j}]"
-            if isinstance(block, ToolResultBlock):
-                tool_messages.append(self.tool_result(path, block, result_media))
-            else:
-                self.user_part(path, block, parts)
-        self.messages.extend(tool_messages)
-        if result_media:
-            self.messages.append({"role": "user", "content": result_media})
-        if parts:
-            self.messages.append({"role": "user", "content": _content(parts)})
-        elif not tool_messages and not result_media:
-            self.note("message.drop_empty", f"messages[{i}]", "Dropped a user message left with no content.")
-
-    def user_part(self, path: str, block: Any, parts: list[dict[str, Any]]) -> None:
-        if isinstance(block, TextBlock):
-            if block.text:
-                parts.append({"type": "text", "text": block.text})
-        elif isinstance(block, ImageBlock):
-            image = image_policy(path, block, self.caps, self.notes, backend=self.backend)
-            if image is not None:
-                kind, value = image
-                parts.append({"type": "text", "text": value} if kind == "text" else
-                             {"type": "image_url", "image_url": {"url": value}})
-        elif isinstance(block, DocumentBlock):
-            self.document(path, block, parts)
-        elif isinstance(block, SearchResultBlock):
-            parts.append({"type": "text", "text": search_result_text(block)})
-            self.note("search_result.flatten", path, "Flattened a search_result block to text.")
-        elif isinstance(block, ServerToolBlock | ThinkingBlock | RedactedThinkingBlock | ToolUseBlock):
-            self.note("block.drop", path, f"Dropped a {block.type} block from a user message.")
-
-    def document(self, path: str, block: DocumentBlock, parts: list[dict[str, Any]]) -> None:
-        source = block.source
-        kind = source.get("type")
-        title = block.title or ""
+    def document_text(self, kind: str, source: dict[str, Any]) -> str:
         if kind == "text":
-            text = str(source.get("data", ""))
-            parts.append({"type": "text", "text": f"{title}\n\n{text}" if title else text})
-            self.note("document.flatten", path, "Sent a plain-text document as text.")
-        elif kind == "content":
-            content = source.get("content")
-            if isinstance(content, str):
-                text = content
-            else:
-                text = "\n\n".join(str(c.get("text", "")) for c in content or [] if isinstance(c, dict))
-            parts.append({"type": "text", "text": f"{title}\n\n{text}" if title else text})
-            self.note("document.flatten", path, "Sent a content document as text.")
-        elif kind == "base64":
-            media_type = source.get("media_type", "application/pdf")
-            parts.append({"type": "file", "file": {
-                "file_data": f"data:{media_type};base64,{source.get('data', '')}",
-                "filename": title or "document.pdf",
-            }})
-            self.note("document.file", path, "Sent a base64 PDF document as an OpenAI file part.")
-        else:
-            url = source.get("url")
-            if url:
-                parts.append({"type": "text", "text": f"[document: {title or url}]({url})"})
-                self.note("document.url_as_text", path, "Chat Completions has no URL documents; sent the link as text.")
-            else:
-                self.note("document.drop", path, f"Dropped a document with a {kind!r} source.")
+            return str(source.get("data", ""))
+        return super().document_text(kind, source)
+
+    def system_item(self, text: str) -> dict[str, Any]:
+        return {"role": "system", "content": text}
+
+    def user_item(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"role": "user", "content": _content(parts)}
+
+    def media_item(self, media: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"role": "user", "content": media}
 
     def tool_result(self, path: str, block: ToolResultBlock,
                     media: list[dict[str, Any]]) -> dict[str, Any]:
@@ -157,6 +96,18 @@ class _Builder:
             text = f"Error: {text}"
             self.note("tool_result.is_error", path, "Chat tool messages have no error flag; prefixed the result with 'Error: '.")
         return {"role": "tool", "tool_call_id": block.tool_use_id, "content": text}
+
+    def tool_definition(self, tool: Tool) -> dict[str, Any]:
+        function: dict[str, Any] = {"name": tool.name}
+        if tool.description:
+            function["description"] = tool.description
+        # The schema is passed intact (JSON Schema 2020-12 keywords included).
+        function["parameters"] = tool.input_schema if tool.input_schema is not None else {
+            "type": "object", "properties": {}}
+        return {"type": "function", "function": function}
+
+    def tool_choice_named(self, name: str | None) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": name}}
 
     # -- assistant ------------------------------------------------------------------------
 
@@ -217,6 +168,13 @@ class _Builder:
                       "thinking (the backend requires the field on tool-call turns).")
         return False
 
+    def assistant_turn(self, i: int, message: Message, last: bool, body: dict[str, Any]) -> None:
+        out = self.assistant(i, message)
+        if out is not None and last:
+            out, self.plan = self.prefill(out, body)
+        if out is not None:
+            self.items.append(out)
+
     # -- prefill --------------------------------------------------------------------------
 
     def prefill(self, out: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], PrefillPlan | None]:
@@ -236,45 +194,6 @@ class _Builder:
         elif plan.strategy == "rewrite":
             return {"role": "user", "content": plan.instruction}, plan
         return out, plan
-
-    # -- tools ----------------------------------------------------------------------------
-
-    def tools(self, body: dict[str, Any]) -> None:
-        req = self.req
-        tools: list[dict[str, Any]] = []
-        for k, tool in enumerate(req.tools or []):
-            if tool.type not in (None, "custom"):
-                self.note("tools.drop_server_tool", f"tools[{k}]",
-                          f"Dropped server tool {tool.name!r} ({tool.type}): the backend cannot run it.")
-                continue
-            function: dict[str, Any] = {"name": tool.name}
-            if tool.description:
-                function["description"] = tool.description
-            # The schema is passed intact (JSON Schema 2020-12 keywords included).
-            function["parameters"] = tool.input_schema if tool.input_schema is not None else {
-                "type": "object", "properties": {}}
-            tools.append({"type": "function", "function": function})
-        choice = req.tool_choice
-        if not tools:
-            # vLLM 400s on tools: [] and on tool_choice without tools.
-            if choice is not None:
-                self.note("tool_choice.drop", "tool_choice", "Dropped tool_choice: no tools are sent.")
-            return
-        body["tools"] = tools
-        if choice is None:
-            return
-        self.tool_choice(choice.type, choice.name, body)
-        if choice.disable_parallel_tool_use:
-            if self.caps.parallel_tool_calls:
-                body["parallel_tool_calls"] = False
-            else:
-                self.note("parallel_tool_calls.drop", "tool_choice.disable_parallel_tool_use",
-                          "Not sent: the backend does not accept parallel_tool_calls.")
-
-    def tool_choice(self, kind: str, name: str | None, body: dict[str, Any]) -> None:
-        mapped: Any = {"type": "function", "function": {"name": name}} if kind == "tool" else {
-            "auto": "auto", "any": "required", "none": "none"}[kind]
-        tool_choice_apply(kind, mapped, body, self.caps, self.notes)
 
 
 def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -393,43 +312,18 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
     """The Chat Completions body for ``req`` on a backend with ``caps``, and the rewrite notes."""
     b = _Builder(req, caps, backend_name)
     body: dict[str, Any] = {"model": upstream_model}
-    b.system()
-    last = len(req.messages) - 1
-    plan: PrefillPlan | None = None
-    for i, message in enumerate(req.messages):
-        if message.role == "system":
-            b.system_message(i, message)
-        elif message.role == "user":
-            b.user(i, message)
-        else:
-            out = b.assistant(i, message)
-            if out is not None and i == last:
-                out, plan = b.prefill(out, body)
-            if out is not None:
-                b.messages.append(out)
+    b.messages(body)
     if b.reasoning_dropped:
         where = ", ".join(f"messages[{i}]" for i in b.reasoning_dropped)
         b.note("reasoning.not_replayed", where,
                f"History thinking not sent back (capability reasoning_replay={caps.reasoning_replay}, "
                f"reasoning_field_out={caps.reasoning_field_out!r}).")
     if b.system_parts:
-        b.messages.insert(0, {"role": "system", "content": "\n\n".join(b.system_parts)})
-    body["messages"] = b.messages
-    max_tokens = req.max_tokens
-    if caps.max_tokens_cap and max_tokens > caps.max_tokens_cap:
-        b.note("max_tokens.clamp", caps.max_tokens_field,
-               f"max_tokens {max_tokens} is above the backend's limit; sent {caps.max_tokens_cap} "
-               "(capability max_tokens_cap).")
-        max_tokens = caps.max_tokens_cap
-    body[caps.max_tokens_field] = max_tokens
+        b.items.insert(0, {"role": "system", "content": "\n\n".join(b.system_parts)})
+    body["messages"] = b.items
+    b.max_tokens(body, caps.max_tokens_field)
     _stop_sequences(req, caps, body, b.notes)
-    if req.temperature is not None:
-        body["temperature"] = req.temperature
-    if req.top_p is not None:
-        if caps.sampling_exclusive and req.temperature is not None:
-            b.note("top_p.drop", "top_p", "Dropped top_p: the backend rejects it together with temperature.")
-        else:
-            body["top_p"] = req.top_p
+    b.sampling(body)
     if req.top_k is not None:
         if caps.top_k:
             body["top_k"] = req.top_k
@@ -438,15 +332,12 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
     if req.metadata is not None and req.metadata.user_id:
         body["user"] = req.metadata.user_id
     b.tools(body)
-    _thinking_knob(_thinking_resolve(b, plan), caps, body, b.notes)
+    _thinking_knob(_thinking_resolve(b, b.plan), caps, body, b.notes)
     _response_format(req, body, b.notes)
     if req.stream:
         body["stream"] = True
         if caps.stream_usage:
             body["stream_options"] = {"include_usage": True}
-    dropped = fields_unmapped(req)
-    if dropped:
-        b.note("fields.drop", ",".join(dropped),
-               f"Not forwarded (no Chat Completions equivalent): {', '.join(dropped)}.")
+    b.unmapped()
     body_extras_apply(body, caps, b.notes)
     return body, b.notes

@@ -20,6 +20,7 @@ from translation.openai_chat.common import (
     tool_input_parse,
     usage_from_openai,
 )
+from translation.openai_shared import message_out
 from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.rewrites import PARALLEL_DROP_DETAIL, parallel_tools_disabled
 from translation.schemas import MessagesRequest
@@ -110,18 +111,8 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     stop_reason, stop_sequence = stop_reason_decide(
         finishes=finishes, tool_calls=bool(tools), refused=refused, stop_sequences=request.stop_sequences,
         context_full=truncated or context_full(usage, caps.context_window), gateway_stop=scanner.matched)
-    if not isinstance(usage, dict):
-        usage = None
-        notes.append(RewriteNote("usage.missing", "usage", "The backend reported no usage; input tokens are estimated."))
-    message_out = {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": request.model,
-        "content": thinking + texts + tools,
-        "stop_reason": stop_reason,
-        "stop_sequence": stop_sequence,
-        "usage": usage_from_openai(usage, input_tokens_estimate=input_tokens_estimate),
-    }
-    return message_out, notes
+    return message_out(request=request, message_id=message_id, content=thinking + texts + tools,
+                       stop_reason=stop_reason, stop_sequence=stop_sequence, usage=usage,
+                       usage_map=usage_from_openai, input_tokens_estimate=input_tokens_estimate,
+                       notes=notes), notes
 

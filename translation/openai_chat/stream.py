@@ -34,6 +34,7 @@ from translation.openai_chat.common import (
     tool_input_parse,
     usage_from_openai,
 )
+from translation.openai_shared import USAGE_MISSING_DETAIL
 from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.rewrites import PARALLEL_DROP_DETAIL, parallel_tools_disabled
 from translation.schemas import MessagesRequest
@@ -167,8 +168,7 @@ class ChatStreamTranslator(StreamTranslatorBase):
             context_full=self._truncated or context_full(self._usage_raw, self.caps.context_window),
             gateway_stop=matched)
         if self._usage_raw is None:
-            self.notes.append(RewriteNote("usage.missing", "usage",
-                                          "The backend reported no usage; input tokens are estimated."))
+            self.notes.append(RewriteNote("usage.missing", "usage", USAGE_MISSING_DETAIL))
         out += message_end(stop_reason=stop_reason, stop_sequence=stop_sequence, usage=self.usage)
         return out
 

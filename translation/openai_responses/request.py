@@ -27,27 +27,18 @@ from translation.openai_responses.common import (
     reasoning_payload,
     summary_split,
 )
+from translation.openai_shared import RequestBuilder
 from translation.prefill import prefill_plan
-from translation.rewrites import (
-    EFFORT_TO_OPENAI,
-    fields_unmapped,
-    image_policy,
-    search_result_text,
-    system_message_keep,
-    system_message_text,
-    system_texts,
-    tool_choice_apply,
-)
+from translation.rewrites import EFFORT_TO_OPENAI
 from translation.schemas import (
-    DocumentBlock,
-    ImageBlock,
     Message,
     MessagesRequest,
     RedactedThinkingBlock,
-    SearchResultBlock,
     ServerToolBlock,
     TextBlock,
     ThinkingBlock,
+    Tool,
+    ToolChoice,
     ToolResultBlock,
     ToolUseBlock,
 )
@@ -61,88 +52,32 @@ def _message(role: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "message", "role": role, "content": parts}
 
 
-class _Builder:
-    def __init__(self, req: MessagesRequest, caps: Capabilities, backend_name: str) -> None:
-        self.req = req
-        self.caps = caps
-        self.backend = f"backend {backend_name}" if backend_name else "this backend"
-        self.notes: list[RewriteNote] = []
-        self.instructions: list[str] = []
-        self.items: list[dict[str, Any]] = []
+class _Builder(RequestBuilder):
+    api = "Responses"
+    hoisted_into = "instructions"
 
-    def note(self, rule: str, path: str, detail: str) -> None:
-        self.notes.append(RewriteNote(rule, path, detail))
+    # -- shapes ---------------------------------------------------------------------------
 
-    # -- system ---------------------------------------------------------------------------
+    def text_part(self, text: str) -> dict[str, Any]:
+        return {"type": "input_text", "text": text}
 
-    def system(self) -> None:
-        self.instructions.extend(system_texts(self.req, self.caps, self.notes))
+    def image_part(self, url: str) -> dict[str, Any]:
+        return {"type": "input_image", "image_url": url, "detail": "auto"}
 
-    def system_message(self, i: int, message: Message) -> None:
-        text = system_message_text(message)
-        if system_message_keep(i, self.caps, self.notes, hoisted_into="instructions"):
-            self.items.append(_message("system", [{"type": "input_text", "text": text}]))
-        elif text:
-            self.instructions.append(text)
+    def file_part(self, path: str, data_url: str, filename: str) -> dict[str, Any]:
+        return {"type": "input_file", "filename": filename, "file_data": data_url}
 
-    # -- user -----------------------------------------------------------------------------
+    def url_document(self, path: str, kind: Any, url: Any, title: str) -> dict[str, Any] | None:
+        return {"type": "input_file", "file_url": url} if kind == "url" and url else None
 
-    def user(self, i: int, message: Message) -> None:
-        outputs: list[dict[str, Any]] = []
-        parts: list[dict[str, Any]] = []
-        for j, block in enumerate(message.blocks()):
-            path = f"messages[{i}].content[{j}]"
-            if isinstance(block, ToolResultBlock):
-                outputs.append(self.tool_result(path, block))
-            else:
-                self.user_part(path, block, parts)
-        # function_call_output items first: they answer the calls of the previous turn.
-        self.items.extend(outputs)
-        if parts:
-            self.items.append(_message("user", parts))
-        elif not outputs:
-            self.note("message.drop_empty", f"messages[{i}]", "Dropped a user message left with no content.")
+    def system_item(self, text: str) -> dict[str, Any]:
+        return _message("system", [self.text_part(text)])
 
-    def user_part(self, path: str, block: Any, parts: list[dict[str, Any]]) -> None:
-        if isinstance(block, TextBlock):
-            if block.text:
-                parts.append({"type": "input_text", "text": block.text})
-        elif isinstance(block, ImageBlock):
-            image = image_policy(path, block, self.caps, self.notes, backend=self.backend)
-            if image is not None:
-                kind, value = image
-                parts.append({"type": "input_text", "text": value} if kind == "text" else
-                             {"type": "input_image", "image_url": value, "detail": "auto"})
-        elif isinstance(block, DocumentBlock):
-            self.document(path, block, parts)
-        elif isinstance(block, SearchResultBlock):
-            parts.append({"type": "input_text", "text": search_result_text(block)})
-            self.note("search_result.flatten", path, "Flattened a search_result block to text.")
-        else:
-            self.note("block.drop", path, f"Dropped a {block.type} block from a user message.")
+    def user_item(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return _message("user", parts)
 
-    def document(self, path: str, block: DocumentBlock, parts: list[dict[str, Any]]) -> None:
-        source = block.source
-        kind = source.get("type")
-        title = block.title or ""
-        if kind in ("text", "content"):
-            content = source.get("data", "") if kind == "text" else source.get("content")
-            if isinstance(content, str):
-                text = content
-            else:
-                text = "\n\n".join(str(c.get("text", "")) for c in content or [] if isinstance(c, dict))
-            parts.append({"type": "input_text", "text": f"{title}\n\n{text}" if title else text})
-            self.note("document.flatten", path, f"Sent a {kind} document as text.")
-        elif kind == "base64":
-            media_type = source.get("media_type", "application/pdf")
-            parts.append({"type": "input_file", "filename": title or "document.pdf",
-                          "file_data": f"data:{media_type};base64,{source.get('data', '')}"})
-        elif kind == "url" and source.get("url"):
-            parts.append({"type": "input_file", "file_url": source["url"]})
-        else:
-            self.note("document.drop", path, f"Dropped a document with a {kind!r} source.")
-
-    def tool_result(self, path: str, block: ToolResultBlock) -> dict[str, Any]:
+    def tool_result(self, path: str, block: ToolResultBlock, media: list[dict[str, Any]]) -> dict[str, Any]:
+        """A function_call_output item; it carries images and files itself (``media`` stays empty)."""
         content = block.content
         output: str | list[dict[str, Any]]
         if content is None or isinstance(content, str):
@@ -151,7 +86,7 @@ class _Builder:
             parts: list[dict[str, Any]] = []
             for k, item in enumerate(content):
                 if isinstance(item, TextBlock):
-                    parts.append({"type": "input_text", "text": item.text})
+                    parts.append(self.text_part(item.text))
                 else:
                     self.user_part(f"{path}.content[{k}]", item, parts)
             if all(p["type"] == "input_text" for p in parts):
@@ -168,6 +103,28 @@ class _Builder:
                       "function_call_output has no error flag; prefixed the output with 'Error: '.")
         return {"type": "function_call_output", "call_id": call_id_from_tool_id(block.tool_use_id),
                 "output": output}
+
+    def tool_definition(self, tool: Tool) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "function", "name": tool.name}
+        if tool.description:
+            out["description"] = tool.description
+        out["parameters"] = tool.input_schema if tool.input_schema is not None else {
+            "type": "object", "properties": {}}
+        # Responses function tools default to strict: true, which rejects most real schemas
+        # (every property required, additionalProperties false): strict only when asked.
+        out["strict"] = (tool.model_extra or {}).get("strict") is True
+        return out
+
+    def tool_choice_named(self, name: str | None) -> dict[str, Any]:
+        return {"type": "function", "name": name}
+
+    def tool_choice_sendable(self, choice: ToolChoice, tools: list[dict[str, Any]]) -> bool:
+        if choice.type == "tool" and not any(t["name"] == choice.name for t in tools):
+            # It named a server tool dropped above: the backend would refuse an unknown function.
+            self.note("tool_choice.drop", "tool_choice",
+                      f"Dropped tool_choice: the tool it names ({choice.name!r}) is not sent.")
+            return False
+        return True
 
     # -- assistant ------------------------------------------------------------------------
 
@@ -213,6 +170,15 @@ class _Builder:
                       "it preceded.")
         return items
 
+    def assistant_turn(self, i: int, message: Message, last: bool, body: dict[str, Any]) -> None:
+        items = self.assistant(i, message)
+        if last and not any(item["type"] == "function_call" for item in items) and any(
+                item["type"] == "message" for item in items):
+            items = self.prefill(items)
+        elif not items:
+            self.note("message.drop_empty", f"messages[{i}]", "Dropped an assistant message left with no content.")
+        self.items.extend(items)
+
     def reasoning(self, path: str, block: ThinkingBlock) -> dict[str, Any] | None:
         payload = reasoning_payload(block.signature)
         if payload is not None and isinstance(payload.get("id"), str):
@@ -245,50 +211,6 @@ class _Builder:
         self.notes.extend(plan.notes)
         return [_message("user", [{"type": "input_text", "text": plan.instruction}])]
 
-    # -- tools ----------------------------------------------------------------------------
-
-    def tools(self, body: dict[str, Any]) -> None:
-        req = self.req
-        tools: list[dict[str, Any]] = []
-        for k, tool in enumerate(req.tools or []):
-            if tool.type not in (None, "custom"):
-                self.note("tools.drop_server_tool", f"tools[{k}]",
-                          f"Dropped server tool {tool.name!r} ({tool.type}): the backend cannot run it.")
-                continue
-            out: dict[str, Any] = {"type": "function", "name": tool.name}
-            if tool.description:
-                out["description"] = tool.description
-            out["parameters"] = tool.input_schema if tool.input_schema is not None else {
-                "type": "object", "properties": {}}
-            # Responses function tools default to strict: true, which rejects most real schemas
-            # (every property required, additionalProperties false): strict only when asked.
-            out["strict"] = (tool.model_extra or {}).get("strict") is True
-            tools.append(out)
-        choice = req.tool_choice
-        if not tools:
-            if choice is not None:
-                self.note("tool_choice.drop", "tool_choice", "Dropped tool_choice: no tools are sent.")
-            return
-        body["tools"] = tools
-        if choice is None:
-            return
-        if choice.type == "tool" and not any(t["name"] == choice.name for t in tools):
-            # It named a server tool dropped above: the backend would refuse an unknown function.
-            self.note("tool_choice.drop", "tool_choice",
-                      f"Dropped tool_choice: the tool it names ({choice.name!r}) is not sent.")
-            return
-        self.tool_choice(choice.type, choice.name, body)
-        if choice.disable_parallel_tool_use and "tools" in body:
-            if self.caps.parallel_tool_calls:
-                body["parallel_tool_calls"] = False
-            else:
-                self.note("parallel_tool_calls.drop", "tool_choice.disable_parallel_tool_use",
-                          "Not sent: the backend does not accept parallel_tool_calls.")
-
-    def tool_choice(self, kind: str, name: str | None, body: dict[str, Any]) -> None:
-        mapped: Any = {"type": "function", "name": name} if kind == "tool" else {
-            "auto": "auto", "any": "required", "none": "none"}[kind]
-        tool_choice_apply(kind, mapped, body, self.caps, self.notes)
 
 def _reasoning(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any], notes: list[RewriteNote], *,
                display: Any = None) -> None:
@@ -335,42 +257,16 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
     """The Responses body for ``req`` on a backend with ``caps``, and the rewrite notes."""
     b = _Builder(req, caps, backend_name)
     body: dict[str, Any] = {"model": upstream_model}
-    b.system()
-    last = len(req.messages) - 1
-    for i, message in enumerate(req.messages):
-        if message.role == "system":
-            b.system_message(i, message)
-        elif message.role == "user":
-            b.user(i, message)
-        else:
-            items = b.assistant(i, message)
-            if i == last and not any(item["type"] == "function_call" for item in items) and any(
-                    item["type"] == "message" for item in items):
-                items = b.prefill(items)
-            elif not items:
-                b.note("message.drop_empty", f"messages[{i}]", "Dropped an assistant message left with no content.")
-            b.items.extend(items)
-    if b.instructions:
-        body["instructions"] = "\n\n".join(b.instructions)
+    b.messages(body)
+    if b.system_parts:
+        body["instructions"] = "\n\n".join(b.system_parts)
     body["input"] = b.items
-    max_tokens = req.max_tokens
-    if caps.max_tokens_cap and max_tokens > caps.max_tokens_cap:
-        b.note("max_tokens.clamp", "max_output_tokens",
-               f"max_tokens {max_tokens} is above the backend's limit; sent {caps.max_tokens_cap} "
-               "(capability max_tokens_cap).")
-        max_tokens = caps.max_tokens_cap
-    body["max_output_tokens"] = max_tokens
+    b.max_tokens(body, "max_output_tokens")
     if req.stop_sequences:
         b.note("stop_sequences.emulate", "stop_sequences",
                "The Responses API has no stop sequences: the gateway cuts the output at the first match "
                "and reports stop_reason stop_sequence.")
-    if req.temperature is not None:
-        body["temperature"] = req.temperature
-    if req.top_p is not None:
-        if caps.sampling_exclusive and req.temperature is not None:
-            b.note("top_p.drop", "top_p", "Dropped top_p: the backend rejects it together with temperature.")
-        else:
-            body["top_p"] = req.top_p
+    b.sampling(body)
     if req.top_k is not None:
         b.note("top_k.drop", "top_k", "Dropped top_k: the Responses API has no such parameter.")
     user_id = req.metadata.user_id if req.metadata is not None else None
@@ -393,8 +289,6 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
         body["include"] = ["reasoning.encrypted_content"]
     if req.stream:
         body["stream"] = True
-    dropped = fields_unmapped(req)
-    if dropped:
-        b.note("fields.drop", ",".join(dropped), f"Not forwarded (no Responses equivalent): {', '.join(dropped)}.")
+    b.unmapped()
     body_extras_apply(body, caps, b.notes)
     return body, b.notes

@@ -22,6 +22,7 @@ from translation.openai_responses.common import (
     tool_id_from_call_id,
     usage_from_responses,
 )
+from translation.openai_shared import message_out
 from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner
@@ -114,17 +115,6 @@ def translate_response(body: dict[str, Any], caps: Capabilities, *, request: Mes
     stop_reason, stop_sequence = stop_reason_decide(refused=refused, matched_stop=scanner.matched,
                                                     incomplete_reason=incomplete, tool_calls=tools > 0)
     usage = body.get("usage")
-    if not isinstance(usage, dict):
-        usage = None
-        notes.append(RewriteNote("usage.missing", "usage", "The backend reported no usage; input tokens are estimated."))
-    message = {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": request.model,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": stop_sequence,
-        "usage": usage_from_responses(usage, input_tokens_estimate=input_tokens_estimate),
-    }
-    return message, notes
+    return message_out(request=request, message_id=message_id, content=content, stop_reason=stop_reason,
+                       stop_sequence=stop_sequence, usage=usage, usage_map=usage_from_responses,
+                       input_tokens_estimate=input_tokens_estimate, notes=notes), notes

@@ -35,6 +35,7 @@ from translation.openai_responses.common import (
     tool_id_from_call_id,
     usage_from_responses,
 )
+from translation.openai_shared import USAGE_MISSING_DETAIL
 from translation.prefill import PrefixStrip, prefill_echo_prefix
 from translation.schemas import MessagesRequest
 from translation.stops import StopScanner
@@ -148,8 +149,7 @@ class ResponsesStreamTranslator(StreamTranslatorBase):
             refused=self._refused, matched_stop=self._scanner.matched, incomplete_reason=self._incomplete,
             tool_calls=self._tool_count > 0)
         if self._usage_raw is None and self._scanner.matched is None:
-            self.notes.append(RewriteNote("usage.missing", "usage",
-                                          "The backend reported no usage; input tokens are estimated."))
+            self.notes.append(RewriteNote("usage.missing", "usage", USAGE_MISSING_DETAIL))
         out += message_end(stop_reason=stop_reason, stop_sequence=stop_sequence, usage=self.usage)
         return out
 
