@@ -14,7 +14,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
+from translation.jsonbytes import json_loads_exact
 
 # delta type -> the block field it extends
 _TEXT_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
@@ -72,8 +72,9 @@ class MessageFold:
             return
         raw = "".join(self._partial.pop(index))
         try:
-            self._blocks[index]["input"] = orjson.loads(raw or "{}")
-        except orjson.JSONDecodeError:
+            # Exact: an integer beyond 64 bits stays the integer the client's SDK parses.
+            self._blocks[index]["input"] = json_loads_exact(raw or "{}")
+        except (ValueError, RecursionError):
             if self.keep_unparsed:
                 self._blocks[index]["input_unparsed"] = raw
             else:

@@ -36,6 +36,17 @@ def test_the_fold_builds_text_thinking_and_tool_input_as_a_client_does() -> None
                     {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}]}
 
 
+def test_the_fold_keeps_integers_beyond_64_bits_exact() -> None:
+    # orjson reads -2**63-1 as a float; the client's SDK (and translate_response) keep the integer.
+    big = "-9223372036854775809"
+    events = [{"type": "message_start", "message": {}},
+              {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "input": {}}},
+              {"type": "content_block_delta", "index": 0,
+               "delta": {"type": "input_json_delta", "partial_json": '{"n": ' + big + "}"}},
+              {"type": "content_block_stop", "index": 0}]
+    assert message_fold(events)["content"][0]["input"] == {"n": int(big)}
+
+
 def test_a_tool_input_that_does_not_parse_is_kept_for_a_reader_or_left_empty() -> None:
     events = [{"type": "message_start", "message": {}},
               {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "input": {}}},
