@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from translation.capabilities import Capabilities, capabilities_build
 
@@ -233,15 +233,18 @@ class ConfigStore:
         return self._watcher is not None
 
     def _watch(self) -> None:
-        while not self._stopping.wait(max(settings.CONFIG_REFRESH_SECONDS / 2, 0.05)):
-            try:
-                self.check()
-            except Exception:
-                if not self.watch_failing:  # once per outage, not twice a second
-                    log.exception("config watch failed; serving the previous snapshot until it succeeds")
-                self.watch_failing = True
-            else:
-                self.watch_failing = False
+        try:
+            while not self._stopping.wait(max(settings.CONFIG_REFRESH_SECONDS / 2, 0.05)):
+                try:
+                    self.check()
+                except Exception:
+                    if not self.watch_failing:  # once per outage, not twice a second
+                        log.exception("config watch failed; serving the previous snapshot until it succeeds")
+                    self.watch_failing = True
+                else:
+                    self.watch_failing = False
+        finally:
+            connections.close_all()  # this thread's own: a stopped watcher holds no database session
 
 
 def _db_read(read: Callable[[], T]) -> T:

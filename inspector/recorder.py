@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import DataError, close_old_connections
+from django.db import DataError, close_old_connections, connections
 
 from inspector.hooks import hooks
 from inspector.live import live_publish
@@ -280,13 +280,16 @@ class Recorder:
         return not thread.is_alive()
 
     def _run(self) -> None:
-        while True:
-            try:
-                if not self._step():
-                    return
-            except Exception:  # the writer must outlive any bug in one step
-                log.exception("inspector: writer step failed")
-                time.sleep(1.0)
+        try:
+            while True:
+                try:
+                    if not self._step():
+                        return
+                except Exception:  # the writer must outlive any bug in one step
+                    log.exception("inspector: writer step failed")
+                    time.sleep(1.0)
+        finally:
+            connections.close_all()  # this thread's own: a stopped writer holds no database session
 
     def _step(self) -> bool:
         """Wait for a record, gather a batch until it is full or ``INSPECTOR_FLUSH_SECONDS``

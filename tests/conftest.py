@@ -96,9 +96,11 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def runtime() -> Iterator[Any]:
+def runtime(django_db_setup: None) -> Iterator[Any]:
     """The process's runtime (gateway.runtime), started as the server starts it: the inspector's
-    writer and the config watcher run for the whole session; at its end the writer drains."""
+    writer and the config watcher run for the whole session; at its end the writer drains. It
+    stops before the test database is dropped (hence ``django_db_setup``): PostgreSQL refuses to
+    drop a database the writer's session still holds."""
     from gateway.runtime import runtime_get
 
     built = runtime_get()
