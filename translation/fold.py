@@ -16,7 +16,7 @@ from typing import Any
 
 from translation.jsonbytes import json_loads_exact
 
-# delta type -> the block field it extends
+# delta type -> the block field it extends (and the delta's key holding the text: the same name)
 _TEXT_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
 
 
@@ -37,16 +37,16 @@ class MessageFold:
 
     def feed(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == "message_start":
+        if kind == "content_block_delta":  # first: nearly every event is one
+            delta = event.get("delta")
+            self._delta(event.get("index", 0), delta if isinstance(delta, dict) else {})
+        elif kind == "message_start":
             message = event.get("message")
             self._message = {**copy.deepcopy(message if isinstance(message, dict) else {}), "content": []}
             self._blocks, self._parts = [], []
         elif kind == "content_block_start":
             self._blocks.append(copy.deepcopy(event.get("content_block", {})))
             self._parts.append({})
-        elif kind == "content_block_delta":
-            delta = event.get("delta")
-            self._delta(event.get("index", 0), delta if isinstance(delta, dict) else {})
         elif kind == "content_block_stop":
             self._stop(event.get("index", 0))
         elif kind == "message_delta":
@@ -58,10 +58,10 @@ class MessageFold:
     def _delta(self, index: Any, delta: dict[str, Any]) -> None:
         if not isinstance(index, int) or not 0 <= index < len(self._blocks):
             return
-        dtype = delta.get("type")
-        if dtype in _TEXT_DELTAS:
-            field = _TEXT_DELTAS[dtype]
-            self._parts[index].setdefault(field, []).append(delta.get(dtype.removesuffix("_delta"), ""))
+        dtype = delta.get("type", "")
+        text_field = _TEXT_DELTAS.get(dtype)
+        if text_field is not None:
+            self._parts[index].setdefault(text_field, []).append(delta.get(text_field, ""))
         elif dtype == "input_json_delta":
             self._partial.setdefault(index, []).append(delta.get("partial_json", ""))
         elif dtype == "citations_delta" and "citation" in delta:

@@ -47,7 +47,17 @@ class StreamTranslatorBase(abc.ABC):
         """Events for one upstream chunk (the parsed JSON of one SSE ``data``)."""
         if self._state == "done":
             return []
-        return self._run(lambda: self._feed(chunk))
+        # ``_run`` inlined: this is the per-chunk path.
+        self._depth += 1
+        try:
+            out = self._feed(chunk)
+        finally:
+            self._depth -= 1
+        if not self._depth:
+            feed = self._fold.feed
+            for event in out:
+                feed(event)
+        return out
 
     def finish(self) -> list[Event]:
         """Close everything and end the message (the upstream ended)."""
