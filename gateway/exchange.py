@@ -18,9 +18,17 @@ from gateway.snapshot import KeyInfo, RouteInfo
 from inspector.live import live_publish
 from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
-from translation.masking import headers_mask, secret_mask, secrets_redact
+from translation.masking import headers_mask, key_hint, secret_mask, secrets_redact
 from translation.notes import RewriteNote
 from translation.usage import usage_merge
+
+
+def error_sent(error: ApiError, request_id: str) -> dict[str, Any]:
+    """What the client received for ``error``, as the inspector stores a response: the status and
+    the body (gateway.errors.error_response sends the same)."""
+    if error.body is not None:
+        return {"status": error.status, "body_raw": error.body}
+    return {"status": error.status, "body": error.envelope(request_id)}
 
 
 class LiveExchanges:
@@ -117,7 +125,10 @@ class Exchange:
             "reason": f"over the {limit}-byte request limit (DRAGOMAN_MAX_BODY_BYTES)"}
 
     def keys_presented(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
         self.record.secrets.extend(keys)
+        if keys and not self.record.key_hint:
+            self.record.key_hint = key_hint(keys[0])
 
     def authenticated(self, key: KeyInfo) -> None:
         self.record.key_id, self.record.key_name = key.id, key.name
@@ -230,6 +241,7 @@ class Exchange:
                 error.body = redacted.encode()
         if not self._finished:
             record.status, record.error_type, record.error_message = error.status, error.type, error.message
+            record.client_response = error_sent(error, record.id)
             self.finish()
         return error
 

@@ -26,7 +26,7 @@ from gateway.errors import error_response
 from gateway.ids import id_new
 from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
-from translation.masking import headers_mask
+from translation.masking import headers_mask, key_hint
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,12 @@ def _failure_record(request: HttpRequest, response: HttpResponseBase, request_id
         record.client_request["body_raw"] = request.body
     except Exception:  # over the size limit, or already read: the headers are still worth keeping
         record.client_request["body_unread"] = True
-    record.secrets.extend(keys_presented(request))
+    presented = keys_presented(request)
+    record.secrets.extend(presented)
+    record.key_hint = key_hint(presented[0]) if presented else ""
     record.status = response.status_code
+    if isinstance(response, HttpResponse):
+        record.client_response = {"status": response.status_code, "body_raw": bytes(response.content)}
     if isinstance(response, HttpResponse):
         try:
             error = orjson.loads(response.content)["error"]

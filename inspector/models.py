@@ -9,8 +9,21 @@ from django.db import models
 class Exchange(models.Model):
     id = models.CharField(max_length=40, primary_key=True, help_text="The request-id header the client saw.")
     created_at = models.DateTimeField(db_index=True)
-    endpoint = models.CharField(max_length=40, default="messages")
-    key_name = models.CharField(max_length=100, blank=True)
+    endpoint = models.CharField(max_length=40, default="messages", db_index=True)
+    method = models.CharField(max_length=10, blank=True)
+    path = models.CharField(max_length=300, blank=True, help_text="The request's path, as the client sent it.")
+    key_name = models.CharField(max_length=100, blank=True, db_index=True)
+    key_hint = models.CharField(max_length=40, blank=True,
+                                help_text="The key the client presented, masked (its first characters and last four).")
+    # Attribution: Claude Code's headers (x-claude-code-session-id, -agent-id, -parent-agent-id),
+    # the body's metadata.user_id, and the client's user agent.
+    session_id = models.CharField(max_length=100, blank=True)
+    agent_id = models.CharField(max_length=100, blank=True)
+    parent_agent_id = models.CharField(max_length=100, blank=True)
+    user_id = models.CharField(max_length=300, blank=True)
+    client_agent = models.CharField(max_length=200, blank=True, help_text="The client's user-agent header.")
+    message_id = models.CharField(max_length=100, blank=True, db_index=True,
+                                  help_text="The id of the message the client received (msg_…).")
     client_model = models.CharField(max_length=200, blank=True, db_index=True)
     backend_name = models.CharField(max_length=100, blank=True, db_index=True)
     route = models.CharField(max_length=200, blank=True, help_text="The route pattern that matched the model.")
@@ -24,6 +37,9 @@ class Exchange(models.Model):
     disconnected = models.BooleanField(default=False)
     input_tokens = models.IntegerField(null=True, blank=True)
     output_tokens = models.IntegerField(null=True, blank=True)
+    cache_read_tokens = models.IntegerField(null=True, blank=True)
+    cache_creation_tokens = models.IntegerField(null=True, blank=True)
+    has_tool_calls = models.BooleanField(default=False)
     rewrite_count = models.IntegerField(default=0)
     capture = models.CharField(max_length=10, default="full", help_text="Capture level: full or metadata.")
     # The stream validator's verdict on the events the client received (null: not a stream).
@@ -45,9 +61,13 @@ class Exchange(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     usage = models.JSONField(default=dict, blank=True)
     upstream_usage = models.JSONField(default=dict, blank=True, help_text="Usage as the backend reported it.")
+    # What search looks in besides the columns: the turn's own words (its last user message, the
+    # reply's text, the error), not the history every later turn repeats.
+    search_text = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["session_id", "created_at"], name="exchange_session_time")]
 
     def __str__(self) -> str:
         return self.id

@@ -20,6 +20,7 @@ import orjson
 from django.conf import settings
 from django.db import DataError, close_old_connections, connections
 
+from inspector.facts import exchange_facts
 from inspector.hooks import hooks
 from inspector.live import live_publish
 from translation.jsonbytes import json_bytes, json_loads_exact
@@ -43,6 +44,7 @@ class ExchangeRecord:
     capture: str = "full"
     key_id: int | None = None
     key_name: str = ""
+    key_hint: str = ""  # the key presented, masked (translation.masking.key_hint)
     client_model: str = ""
     backend_name: str = ""
     route: str = ""
@@ -93,6 +95,8 @@ class ExchangeRecord:
         full = self.capture == "full"
         valid, validation_error = self._verdict()
         max_body, max_events = settings.INSPECTOR_MAX_BODY_BYTES, settings.INSPECTOR_MAX_EVENTS
+        client_request = (_part_capped(self.client_request, max_body, max_events) if full
+                          else _part_meta(self.client_request))
         row = {
             "id": self.id, "created_at": self.created_at, "endpoint": self.endpoint,
             "key_name": self.key_name[:100], "client_model": self.client_model[:200],
@@ -108,8 +112,7 @@ class ExchangeRecord:
             "first_event_ms": self.timings.get("first_event"),
             "duration_ms": self.timings.get("finished"),
             "ttft_ms": self.ttft_ms(), "overhead_ms": self.overhead_ms(),
-            "client_request": _part_capped(self.client_request, max_body, max_events) if full
-            else _part_meta(self.client_request),
+            "client_request": client_request,
             "upstream_request": _part_capped(self.upstream_request, max_body, max_events) if full
             else _part_meta(self.upstream_request),
             "notes": self.notes,
@@ -118,6 +121,11 @@ class ExchangeRecord:
             "client_response": _part_capped(self.client_response, max_body, max_events) if full else {},
             "timings": self.timings, "usage": self.usage, "upstream_usage": self.upstream_usage,
         }
+        row["key_hint"] = self.key_hint[:40]
+        row.update(exchange_facts(
+            client_request=client_request if full else self.client_request,
+            client_response=self.client_response, usage=self.usage, error_message=self.error_message,
+            client_model=self.client_model))
         if self.secrets:
             row.update(secrets_redact({k: row[k] for k in _REDACTED_COLUMNS}, self.secrets))
         return row
@@ -133,11 +141,12 @@ class ExchangeRecord:
 
 # Columns that hold what clients and backends sent: where an echoed secret could hide.
 _REDACTED_COLUMNS = ("error_message", "validation_error", "client_request", "upstream_request",
-                     "upstream_response", "client_response", "notes")
+                     "upstream_response", "client_response", "notes", "search_text", "user_id")
 
 
 _NUL_COLUMNS = (*_REDACTED_COLUMNS, "key_name", "client_model", "backend_name", "route", "upstream_model",
-                "stop_reason", "error_type", "timings", "usage", "upstream_usage")
+                "stop_reason", "error_type", "timings", "usage", "upstream_usage", "session_id", "agent_id",
+                "parent_agent_id", "client_agent", "message_id", "path", "key_hint")
 
 
 def _nul_replace(value: Any) -> Any:

@@ -27,6 +27,14 @@ def secret_mask(value: str) -> str:
     return "***" + value[-4:] if len(value) > 8 else "***"
 
 
+def key_hint(value: str) -> str:
+    """How a presented API key is shown: its first 12 characters (what the admin lists as a key's
+    prefix) and last four when it is long enough for that to leave most of it hidden, else the
+    last four only."""
+    value = value.strip()
+    return f"{value[:12]}…{value[-4:]}" if len(value) >= 32 else secret_mask(value)
+
+
 def headers_mask(headers: Any) -> dict[str, str]:
     """``headers`` (a mapping) with every credential's value masked. Django's ``request.headers``
     (a ``CaseInsensitiveMapping``) looks every key up again through ``items()``; its ``_store``
