@@ -8,6 +8,9 @@ from collections.abc import Iterable
 
 from inspector.models import Exchange
 
+# Columns that hold how the bodies are stored, not what was recorded: never exported.
+INTERNAL_COLUMNS: frozenset[str] = frozenset()
+
 
 def exchanges_load(exchanges: Iterable[Exchange]) -> None:
     """Fill in the body columns of ``exchanges`` (in place), whole and exact."""

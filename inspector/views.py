@@ -16,6 +16,7 @@ from inspector.diff import Change, json_diff, notes_attach, notes_unmatched
 from inspector.hooks import Route, RouteTable, hooks
 from inspector.models import Exchange
 from inspector.recorder import ExchangeRecord, recorder
+from inspector.storage import INTERNAL_COLUMNS
 from translation.errors import ApiError
 from translation.fold import message_fold
 from translation.sse import SSEDecoder
@@ -201,7 +202,8 @@ def exchange_curl(exchange: Exchange, base_url: str = "$ANTHROPIC_BASE_URL") -> 
 
 def exchange_export(exchange: Exchange) -> dict[str, Any]:
     """Everything stored about the exchange (download JSON)."""
-    data = {f.attname: getattr(exchange, f.attname) for f in Exchange._meta.concrete_fields}
+    data = {f.attname: getattr(exchange, f.attname) for f in Exchange._meta.concrete_fields
+            if f.name not in INTERNAL_COLUMNS}
     data["created_at"] = exchange.created_at.isoformat()
     return data
 
