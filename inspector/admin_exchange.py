@@ -1,5 +1,5 @@
-"""One exchange's page and its actions: JSON and fixture downloads, replay (a mixin of
-``inspector.admin.ExchangeAdmin``)."""
+"""One exchange's page and its actions: JSON, fixture and body downloads, replay (edited or as
+stored; a mixin of ``inspector.admin.ExchangeAdmin``)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class ExchangePages(admin.ModelAdmin):
                  name="inspector_exchange_fixture"),
             path("<path:object_id>/replay/", self.admin_site.admin_view(self.replay_view),
                  name="inspector_exchange_replay"),
+            path("<path:object_id>/body.json", self.admin_site.admin_view(self.body_view),
+                 name="inspector_exchange_body"),
         ]
 
     def _exchange(self, request: HttpRequest, object_id: str) -> Exchange:
@@ -41,7 +43,9 @@ class ExchangePages(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        exchange = self._exchange(request, object_id)
+        return self._page(request, self._exchange(request, object_id), **(extra_context or {}))
+
+    def _page(self, request: HttpRequest, exchange: Exchange, **extra: Any) -> TemplateResponse:
         page = views.exchange_page_context(exchange)
         compare_id = request.GET.get("compare", "") or page["replay_of"]
         compare = Exchange.objects.filter(pk=compare_id).first() if compare_id else None
@@ -50,8 +54,10 @@ class ExchangePages(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), **page,
             "opts": self.opts, "title": f"Exchange {exchange.id}", "compare": compare,
-            "compare_message": views.exchange_page_context(compare)["message_json"] if compare else "",
+            "comparison": views.replay_comparison(compare, exchange) if compare else None,
             "replay_targets": views.replay_targets(hooks.routes_now()),
+            "replay_body": views.replay_body(exchange), "replay_error": "", "replay_target": "",
+            **extra,
         }
         return TemplateResponse(request, "admin/inspector/exchange/exchange.html", context)
 
@@ -67,19 +73,35 @@ class ExchangePages(admin.ModelAdmin):
         response["content-disposition"] = f'attachment; filename="fixture-{exchange.id}.json"'
         return response
 
+    def body_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The client's body as curl's ``--data-binary @body.json`` reads it."""
+        exchange = self._exchange(request, object_id)
+        response = HttpResponse(views.curl_body(exchange), content_type="application/json")
+        response["content-disposition"] = 'attachment; filename="body.json"'
+        return response
+
     def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
-        """POST only (the admin's CSRF check applies): replays need staff, never an API key."""
+        """POST only (the admin's CSRF check applies): replays need staff, never an API key. An
+        edited body (``body``) replaces the stored one; one that is not a JSON object, or a replay
+        that fails before it is recorded, shows the page again with the reason and the edit kept."""
         exchange = self._exchange(request, object_id)
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:inspector_exchange_change", args=[quote(exchange.pk)]))
         user = getattr(request, "user", None)
         if user is None or not user.is_staff:
             raise PermissionDenied
+        target = request.POST.get("target", "")
+        edited = request.POST.get("body")
         try:
-            new_id = views.exchange_replay(exchange, target=request.POST.get("target", ""), user=user.get_username())
+            body = views.replay_body_parse(edited) if edited is not None else None
+            new_id = views.exchange_replay(exchange, target=target, user=user.get_username(), body=body)
         except ApiError as exc:
-            messages.error(request, f"Replay failed: {exc.message}")
-            return HttpResponseRedirect(reverse("admin:inspector_exchange_change", args=[quote(exchange.pk)]))
+            if edited is None:
+                messages.error(request, f"Replay failed: {exc.message}")
+                return HttpResponseRedirect(reverse("admin:inspector_exchange_change", args=[quote(exchange.pk)]))
+            response = self._page(request, exchange, replay_error=f"Replay failed: {exc.message}",
+                                  replay_body=edited, replay_target=target, replay_open=True)
+            response.status_code = 400
+            return response
         url = reverse("admin:inspector_exchange_change", args=[quote(new_id)])
         return HttpResponseRedirect(f"{url}?compare={exchange.pk}")
-

@@ -146,3 +146,113 @@ def notes_unmatched(changes: list[Change], notes: list[dict[str, str]]) -> list[
     response rule), so the page can still list them."""
     used = {id(c.note) for c in changes if c.note is not None}
     return [n for n in notes if id(n) not in used]
+
+
+# -- protocol mapping -----------------------------------------------------------------------
+
+MAPPED = "mapped"
+# Fields that carry the same meaning under another name with values of their own vocabulary
+# (OpenAI's ``finish_reason: stop`` is Anthropic's ``stop_reason: end_turn``).
+_RENAMED = {("finish_reason", "stop_reason"), ("stop_reason", "finish_reason"),
+            ("prompt_tokens", "input_tokens"), ("input_tokens", "prompt_tokens"),
+            ("completion_tokens", "output_tokens"), ("output_tokens", "completion_tokens"),
+            ("max_tokens", "max_completion_tokens"), ("stop_sequences", "stop"), ("stop", "stop_sequences")}
+
+
+def _subtrees(value: Any, path: str) -> list[tuple[str, Any]]:
+    """``value`` and every value inside it, with their paths, outermost first."""
+    out = [(path, value)]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            out += _subtrees(child, _key_path(path, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            out += _subtrees(child, f"{path}[{i}]")
+    return out
+
+
+def _leaf(path: str) -> str:
+    segments = [s for s in path_segments(path) if not s.startswith("[")]
+    return segments[-1] if segments else ""
+
+
+def _prefixes(path: str) -> list[str]:
+    """``a.b[0]`` -> ``["a", "a.b", "a.b[0]"]``."""
+    out, current = [], ""
+    for segment in path_segments(path):
+        current = current + segment if segment.startswith("[") else _key_path(current, segment)
+        out.append(current)
+    return out or [path]
+
+
+def mapping_pair(changes: list[Change]) -> list[Change]:
+    """The same changes read as a protocol mapping: a value removed at one path and found at
+    another (``tools[0].input_schema`` → ``tools[0].function.parameters``) becomes one ``mapped``
+    change; a field renamed with its own vocabulary (``finish_reason stop`` → ``stop_reason
+    end_turn``) too; what is left of a removed or added value is listed as removed or added.
+
+    Values are matched whole, outermost first: a moved object is one row, not one per field.
+    """
+    removed = [c for c in changes if c.op == REMOVED]
+    added = [c for c in changes if c.op == ADDED]
+    others = [c for c in changes if c.op not in (REMOVED, ADDED)]
+    # Every value inside what was added, by its canonical bytes (first occurrence wins).
+    pool: dict[bytes, list[str]] = {}
+    for change in added:
+        for path, value in _subtrees(change.new, change.new_path):
+            pool.setdefault(_canon(value), []).append(path)
+    used: set[str] = set()  # added paths already matched
+    touched: set[str] = set()  # ... and every path around them
+
+    def free(path: str) -> bool:
+        return path not in touched and not any(p in used for p in _prefixes(path))
+
+    mapped: list[Change] = []
+    left_removed: list[tuple[str, Any]] = []
+
+    def take(path: str, value: Any) -> None:
+        candidates = [p for p in pool.get(_canon(value), []) if free(p)]
+        if candidates:
+            best = next((p for p in candidates if _leaf(p) == _leaf(path)), candidates[0])
+            used.add(best)
+            touched.update(_prefixes(best))
+            mapped.append(Change(MAPPED, path, best, old=value, new=value))
+            return
+        if isinstance(value, dict) and value:
+            for key, child in value.items():
+                take(_key_path(path, key), child)
+        elif isinstance(value, list) and value:
+            for i, child in enumerate(value):
+                take(f"{path}[{i}]", child)
+        else:
+            left_removed.append((path, value))
+
+    for change in removed:
+        take(change.old_path, change.old)
+
+    left_added: list[tuple[str, Any]] = []
+
+    def rest(path: str, value: Any) -> None:
+        if any(p in used for p in _prefixes(path)):
+            return
+        if path not in touched:
+            left_added.append((path, value))
+            return
+        children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+        for key, child in children:
+            rest(_key_path(path, key) if isinstance(key, str) else f"{path}[{key}]", child)
+
+    for change in added:
+        rest(change.new_path, change.new)
+
+    out_removed: list[Change] = []
+    for path, value in left_removed:
+        leaf = _leaf(path)
+        partner = next((i for i, (p, _) in enumerate(left_added) if (leaf, _leaf(p)) in _RENAMED), None)
+        if partner is None:
+            out_removed.append(Change(REMOVED, path, "", old=value))
+        else:
+            new_path, new_value = left_added.pop(partner)
+            mapped.append(Change(MAPPED, path, new_path, old=value, new=new_value))
+    return (mapped + others + out_removed
+            + [Change(ADDED, "", p, new=v) for p, v in left_added])

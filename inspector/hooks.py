@@ -7,6 +7,7 @@ imports the gateway: the gateway depends on the inspector, not the other way rou
   takes, the capabilities a fixture export names);
 - ``replay(raw, route, record)``: send a stored request body again through one of those routes,
   recording into ``record``;
+- ``count_tokens_replay(raw, route, record)``: the same for a stored count_tokens body;
 - ``on_written(key_ids)``: after a batch is stored, with the API key ids it used (their last use);
 - ``id_new(prefix)``: a new exchange id, shaped like the ones the API hands out.
 """
@@ -63,13 +64,16 @@ Replay = Callable[[bytes, Any, "ExchangeRecord"], Awaitable[None]]
 class InspectorHooks:
     route_table: Callable[[], RouteTable] | None = None
     replay: Replay | None = None
+    count_tokens_replay: Replay | None = None
     on_written: Callable[[set[int]], None] | None = None
     id_new: Callable[[str], str] | None = None
 
     def routes_now(self) -> RouteTable:
         return _needed(self.route_table, "route_table")()
 
-    def replay_run(self) -> Replay:
+    def replay_run(self, endpoint: str = "messages") -> Replay:
+        if endpoint == "count_tokens":
+            return _needed(self.count_tokens_replay, "count_tokens_replay")
         return _needed(self.replay, "replay")
 
     def exchange_id(self, prefix: str) -> str:
@@ -86,5 +90,7 @@ hooks = InspectorHooks()
 
 
 def hooks_register(*, route_table: Callable[[], RouteTable], replay: Replay,
-                   on_written: Callable[[set[int]], None], id_new: Callable[[str], str]) -> None:
+                   on_written: Callable[[set[int]], None], id_new: Callable[[str], str],
+                   count_tokens_replay: Replay | None = None) -> None:
     hooks.route_table, hooks.replay, hooks.on_written, hooks.id_new = route_table, replay, on_written, id_new
+    hooks.count_tokens_replay = count_tokens_replay

@@ -1,9 +1,11 @@
-"""What the exchange page shows, built from one stored Exchange: diffs, stream lanes, the
-message folded from the client's events, usage side by side, the validator's verdict, and the
-exports (curl, JSON, test fixture). Replay sends a stored request through the pipeline again."""
+"""What the exchange page shows, built from one stored Exchange: the conversation, diffs (rule
+rewrites first, protocol mapping folded), stream lanes, the message folded from the client's
+events, usage side by side, the timeline, the validator's verdict, and the exports (curl, JSON,
+test fixture). Replay sends a stored (or edited) request through the pipeline again."""
 
 from __future__ import annotations
 
+import itertools
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 import orjson
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.urls import NoReverseMatch, reverse
 
-from inspector.diff import Change, json_diff, notes_attach, notes_unmatched
+from inspector.conversation import message_conversation, request_conversation
+from inspector.diff import Change, json_diff, mapping_pair, notes_attach, notes_unmatched
 from inspector.hooks import Route, RouteTable, hooks
 from inspector.models import Exchange
 from inspector.recorder import ExchangeRecord, recorder
@@ -27,6 +31,12 @@ FIXTURE_FORMAT = "dragoman-exchange-fixture/1"
 REPLAY_HEADER = "x-dragoman-replay-of"
 # Headers a reader needs to send the request again; the rest (user agents, lengths) is noise.
 _CURL_HEADERS = ("content-type", "anthropic-version", "anthropic-beta", "x-api-key", "authorization")
+# The credentials curl takes from the reader's environment (the stored ones are masked).
+_CURL_SECRETS = {"x-api-key": "$ANTHROPIC_API_KEY", "authorization": "Bearer $ANTHROPIC_AUTH_TOKEN"}
+# A body longer than this goes in a file (``--data-binary @body.json``) the page links to.
+CURL_INLINE_MAX = 4000
+# A silence longer than this between two moments of an exchange is highlighted on its timeline.
+STALL_MS = 1000.0
 
 
 def json_pretty(value: Any) -> str:
@@ -71,8 +81,25 @@ def upstream_usage(exchange: Exchange) -> dict[str, Any] | None:
     return found or None
 
 
+def stream_error(exchange: Exchange) -> dict[str, Any] | None:
+    """The ``error`` event a stream ended with (its ``error`` object), if it did."""
+    events = client_events(exchange)
+    last = events[-1][2] if events else None
+    if isinstance(last, dict) and last.get("type") == "error":
+        error = last.get("error")
+        return error if isinstance(error, dict) else {"type": "error", "message": ""}
+    return None
+
+
 def validator_verdict(exchange: Exchange) -> dict[str, Any]:
-    """The stored verdict when the recorder keeps one, else the validator run on the stored events."""
+    """The stored verdict when the recorder keeps one, else the validator run on the stored events.
+    A well-formed stream that ended with an error event is no success: it says so."""
+    error = stream_error(exchange)
+    if error is not None:
+        valid = getattr(exchange, "valid", None)
+        return {"valid": valid, "ended_error": f"{error.get('type', 'error')}: {error.get('message', '')}",
+                "error": getattr(exchange, "validation_error", "") or "",
+                "source": "recorded" if valid is not None else "checked now"}
     if hasattr(exchange, "valid"):
         valid = getattr(exchange, "valid", None)
         if valid is not None:
@@ -141,22 +168,67 @@ def change_rows(changes: list[Change] | None) -> list[dict[str, Any]] | None:
             for c in changes]
 
 
-def exchange_page_context(exchange: Exchange) -> dict[str, Any]:
-    changes, notes = request_diff(exchange)
+def diff_split(changes: list[Change] | None) -> dict[str, Any] | None:
+    """The changes a rewrite rule made (with its note), and the rest read as the protocol mapping."""
+    if changes is None:
+        return None
+    ruled = [c for c in changes if c.note is not None]
+    mapping = mapping_pair([c for c in changes if c.note is None])
+    return {"rules": change_rows(ruled), "mapping": change_rows(mapping), "count": len(mapping)}
+
+
+def exchange_rejected(exchange: Exchange) -> dict[str, Any] | None:
+    """A request the gateway refused before anything went upstream: the error the client got."""
+    if exchange.status < 400 or exchange.upstream_request or exchange.status == 499:
+        return None
+    sent = exchange.client_response or {}
+    envelope = sent.get("body", sent.get("body_text"))
+    error = envelope.get("error") if isinstance(envelope, dict) else None
+    error = error if isinstance(error, dict) else {}
+    return {"status": sent.get("status", exchange.status),
+            "type": error.get("type") or exchange.error_type or "error",
+            "message": error.get("message") or exchange.error_message,
+            "envelope": json_pretty(envelope) if envelope is not None else "(not stored)"}
+
+
+def session_panel(exchange: Exchange) -> dict[str, Any] | None:
+    if not exchange.session_id:
+        return None
+    try:
+        url = reverse("admin:inspector_exchange_session", args=[exchange.session_id])
+    except NoReverseMatch:  # the sessions page is not installed
+        url = ""
+    return {"id": exchange.session_id, "agent": exchange.agent_id, "parent": exchange.parent_agent_id,
+            "url": url, "list_url": f"{reverse('admin:inspector_exchange_changelist')}?session_id={exchange.session_id}"}
+
+
+def exchange_message(exchange: Exchange) -> Any:
+    """The message the client got: folded from its events when streamed, else the body."""
     events = [e[2] for e in client_events(exchange)]
-    message = message_fold(events) if events else _body(exchange.client_response)
-    timings = exchange.timings or {}
+    return message_fold(events) if events else _body(exchange.client_response)
+
+
+def exchange_page_context(exchange: Exchange) -> dict[str, Any]:
+    rejected = exchange_rejected(exchange)
+    changes, notes = request_diff(exchange)
+    response_changes = response_diff(exchange)
+    message = exchange_message(exchange) if rejected is None else None
     return {
         "exchange": exchange,
-        "request_changes": change_rows(changes),
+        "rejected": rejected,
+        "session": session_panel(exchange),
+        "conversation": request_conversation(_body(exchange.client_request)),
+        "reply": message_conversation(message),
+        "request_diff": diff_split(changes) if rejected is None else None,
         "notes_unmatched": notes_unmatched(changes, notes),
-        "response_changes": change_rows(response_diff(exchange)),
-        "lanes": stream_lanes(exchange) if upstream_chunks(exchange) or events else None,
+        "response_diff": diff_split(response_changes) if rejected is None else None,
+        "lanes": stream_lanes(exchange) if upstream_chunks(exchange) or client_events(exchange) else None,
         "message_json": json_pretty(message) if message is not None else "",
-        "usage_rows": usage_rows(upstream_usage(exchange), exchange.usage or {}),
+        "usage_table": usage_table(exchange),
         "verdict": validator_verdict(exchange),
-        "timings": sorted(timings.items(), key=lambda kv: kv[1]),
+        "timeline": exchange_timeline(exchange),
         "curl": exchange_curl(exchange),
+        "curl_body_file": curl_body_file(exchange),
         "client_body_json": json_pretty(_body(exchange.client_request)),
         "upstream_body_json": json_pretty(_body(exchange.upstream_request)),
         "upstream_response_json": json_pretty(exchange.upstream_response or {}),
@@ -168,36 +240,123 @@ def exchange_page_context(exchange: Exchange) -> dict[str, Any]:
     }
 
 
-def usage_rows(upstream: dict[str, Any] | None, translated: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(field, upstream value, translated value), OpenAI names mapped to Anthropic's."""
-    upstream = upstream or {}
-    aliases = {"input_tokens": ("prompt_tokens", "input_tokens"),
-               "output_tokens": ("completion_tokens", "output_tokens")}
+# -- usage and timeline ---------------------------------------------------------------------
+
+# The backend's names for Anthropic's usage fields (OpenAI's Chat and Responses APIs).
+_USAGE_ALIASES = {"input_tokens": ("input_tokens", "prompt_tokens"),
+                  "output_tokens": ("output_tokens", "completion_tokens")}
+
+
+def _usage_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+
+
+def usage_table(exchange: Exchange) -> dict[str, Any]:
+    """Usage field by field: what ``message_start`` announced, what the client got at the end
+    (``message_delta``'s, or the body's), and what the backend reported; rows where the figures
+    the client saw differ are marked."""
+    start: dict[str, Any] | None = None
+    for _, _, event in client_events(exchange):
+        if isinstance(event, dict) and event.get("type") == "message_start":
+            usage = (event.get("message") or {}).get("usage")
+            start = usage if isinstance(usage, dict) else {}
+            break
+    final = {k: v for k, v in (exchange.usage or {}).items()}
+    backend = exchange.upstream_usage or upstream_usage(exchange) or {}
+    names = list(_USAGE_ALIASES)
+    seen = {k for keys in _USAGE_ALIASES.values() for k in keys}
+    for name in [*(start or {}), *final, *backend]:
+        if name not in names and name not in seen:
+            names.append(name)
     rows = []
-    for name, keys in aliases.items():
-        rows.append((name, next((upstream[k] for k in keys if k in upstream), None), translated.get(name)))
-    seen = {k for keys in aliases.values() for k in keys}
-    for name in sorted(set(upstream) | set(translated)):
-        if name not in seen and name not in aliases:
-            rows.append((name, upstream.get(name), translated.get(name)))
-    return rows
+    for name in names:
+        keys = _USAGE_ALIASES.get(name, (name,))
+        up = next((backend[k] for k in keys if k in backend), None)
+        first = (start or {}).get(name)
+        last = final.get(name)
+        rows.append({"name": name, "start": _usage_value(first), "final": _usage_value(last),
+                     "backend": _usage_value(up),
+                     "differs": start is not None and first is not None and last is not None and first != last})
+    return {"rows": rows, "streamed": start is not None}
+
+
+def exchange_timeline(exchange: Exchange) -> dict[str, Any] | None:
+    """A waterfall: the recorded moments (``timings``), every upstream chunk and client event on
+    one time axis drawn to scale, the silences over ``STALL_MS`` marked with their length."""
+    marks = sorted(((str(k), float(v)) for k, v in (exchange.timings or {}).items()
+                    if isinstance(v, int | float)), key=lambda kv: kv[1])
+    chunks = [float(c[0]) for c in upstream_chunks(exchange) if isinstance(c[0], int | float)]
+    events = [(float(e[0]), str(e[2].get("type", "")) if isinstance(e[2], dict) else "")
+              for e in client_events(exchange) if isinstance(e[0], int | float)]
+    if not marks and not chunks and not events:
+        return None
+    moments = sorted({0.0, *(t for _, t in marks), *chunks, *(t for t, _ in events)})
+    total = max(moments[-1], float(exchange.duration_ms or 0), 0.001)
+
+    def left(t: float) -> float:
+        return round(100 * t / total, 3)
+
+    stalls = []
+    for before, after in itertools.pairwise(moments):
+        if after - before > STALL_MS:
+            stalls.append({"from_ms": round(before, 1), "to_ms": round(after, 1), "seconds": f"{(after - before) / 1000:.1f}",
+                           "left": left(before), "width": round(left(after) - left(before), 3)})
+    rows, previous = [], 0.0
+    for name, t in marks:
+        rows.append({"name": name, "t_ms": round(t, 1), "left": left(previous), "width": max(left(t) - left(previous), 0.2),
+                     "gap_ms": round(t - previous, 1), "stall": t - previous > STALL_MS})
+        previous = t
+    return {"total_ms": round(total, 1), "marks": rows, "stalls": stalls,
+            "chunks": [left(t) for t in chunks],
+            "events": [left(t) for t, kind in events if kind != "ping"],
+            "pings": [{"left": left(t), "t_ms": round(t, 1)} for t, kind in events if kind == "ping"]}
 
 
 # -- exports --------------------------------------------------------------------------------
 
-def exchange_curl(exchange: Exchange, base_url: str = "$ANTHROPIC_BASE_URL") -> str:
-    """The client's request as a curl command; secrets stay masked as stored."""
-    request = exchange.client_request or {}
+def _curl_body(request: dict[str, Any]) -> bytes | None:
+    if str(request.get("method", "POST")).upper() in ("GET", "HEAD"):
+        return None
     body = _body(request)
     if body is None:
+        return None
+    return body.encode() if isinstance(body, str) else orjson.dumps(body)
+
+
+def curl_body_file(exchange: Exchange) -> bool:
+    """Whether curl reads the body from ``body.json`` (the page links to its download)."""
+    body = _curl_body(exchange.client_request or {})
+    return body is not None and len(body) > CURL_INLINE_MAX
+
+
+def exchange_curl(exchange: Exchange, base_url: str = "$ANTHROPIC_BASE_URL") -> str:
+    """The client's request as a curl command, one header per line: the credentials it sent are
+    taken from the environment (``$ANTHROPIC_API_KEY``, ``$ANTHROPIC_AUTH_TOKEN``), never the
+    stored masks; no body on a GET or HEAD; a long body is read from ``body.json``."""
+    request = exchange.client_request or {}
+    if not request:
         return ""
-    headers = request.get("headers") or {}
-    parts = ["curl", "-sN", "-X", request.get("method", "POST"), f'"{base_url}"{shlex.quote(request.get("path", "/v1/messages"))}']
-    for name, value in headers.items():
-        if name.lower() in _CURL_HEADERS:
-            parts += ["-H", shlex.quote(f"{name.lower()}: {value}")]
-    parts += ["--data-binary", shlex.quote(orjson.dumps(body).decode())]
-    return " \\\n  ".join(parts)
+    method = str(request.get("method") or exchange.method or "POST").upper()
+    path = str(request.get("path") or exchange.path or "/v1/messages")
+    lines = [f'curl -sN -X {method} "{base_url}"{shlex.quote(path)}']
+    for name, value in (request.get("headers") or {}).items():
+        name = name.lower()
+        if name in _CURL_SECRETS:
+            lines.append(f'-H "{name}: {_CURL_SECRETS[name]}"')
+        elif name in _CURL_HEADERS:
+            lines.append("-H " + shlex.quote(f"{name}: {value}"))
+    body = _curl_body(request)
+    if body is not None:
+        lines.append("--data-binary @body.json" if len(body) > CURL_INLINE_MAX
+                     else "--data-binary " + shlex.quote(body.decode("utf-8", "replace")))
+    return " \\\n  ".join(lines)
+
+
+def curl_body(exchange: Exchange) -> bytes:
+    """The body ``--data-binary @body.json`` reads: the client's body as stored."""
+    return _curl_body(exchange.client_request or {}) or b""
 
 
 def exchange_export(exchange: Exchange) -> dict[str, Any]:
@@ -261,19 +420,51 @@ def _replay_route(snap: RouteTable, model: str, target: str) -> Route:
     return resolved
 
 
-def exchange_replay(exchange: Exchange, *, target: str, user: str) -> str:
-    """Send the stored client request again (staff only, from the admin; no API key involved)
-    and return the new exchange's id once it is stored."""
+_ENDPOINT_PATHS = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
+
+
+def replay_body(exchange: Exchange) -> str:
+    """The client's request body as the edit-before-replay form shows it."""
+    body = _body(exchange.client_request)
+    return json_pretty(body) if isinstance(body, dict) else ""
+
+
+def replay_body_parse(text: str) -> dict[str, Any]:
+    """An edited request body: a JSON object, or an ``ApiError`` saying what is wrong with it."""
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"the edited request is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the edited request must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def exchange_replay(exchange: Exchange, *, target: str, user: str, body: dict[str, Any] | None = None) -> str:
+    """Send the stored client request again, or ``body`` in its place (an edit), through the
+    pipeline of its endpoint (messages or count_tokens), staff only, from the admin, no API key
+    involved; return the new exchange's id once it is stored."""
     request = exchange.client_request or {}
-    body = _body(request)
+    if body is None:
+        body = _body(request)
     if not isinstance(body, dict):
         raise ApiError(400, "this exchange has no stored request body to replay")
+    endpoint = "count_tokens" if exchange.endpoint == "count_tokens" else "messages"
     route = _replay_route(hooks.routes_now(), str(body.get("model", "")), target)
     headers = {**(request.get("headers") or {}), REPLAY_HEADER: exchange.id}
     raw = orjson.dumps(body)
-    record = ExchangeRecord(id=hooks.exchange_id("req_"), capture=settings.INSPECTOR_CAPTURE, key_name=f"replay by {user}")
-    record.client_request = {"method": "POST", "path": request.get("path", "/v1/messages"),
+    record = ExchangeRecord(id=hooks.exchange_id("req_"), endpoint=endpoint, capture=settings.INSPECTOR_CAPTURE,
+                            key_name=f"replay by {user}")
+    record.client_request = {"method": "POST", "path": request.get("path") or _ENDPOINT_PATHS[endpoint],
                              "headers": headers, "body_raw": raw}
-    async_to_sync(hooks.replay_run())(raw, route, record)
+    async_to_sync(hooks.replay_run(endpoint))(raw, route, record)
     recorder.flush(10)
     return record.id
+
+
+def replay_comparison(original: Exchange, replayed: Exchange) -> dict[str, Any]:
+    """What differs between the original's message and the replay's, path by path."""
+    before, after = exchange_message(original), exchange_message(replayed)
+    changes = json_diff(before, after) if before is not None and after is not None else []
+    return {"rows": change_rows(changes), "same": before is not None and after is not None and not changes,
+            "before": json_pretty(before) if before is not None else "", "after": json_pretty(after) if after is not None else ""}
