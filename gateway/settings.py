@@ -184,10 +184,16 @@ INSPECTOR_MAX_EVENTS = envint("DRAGOMAN_INSPECTOR_MAX_EVENTS", 5000)
 INSPECTOR_RETENTION_DAYS = envfloat("DRAGOMAN_INSPECTOR_RETENTION_DAYS", 30.0)
 INSPECTOR_RETENTION_MAX_COUNT = envint("DRAGOMAN_INSPECTOR_RETENTION_MAX_COUNT", 1_000_000)
 INSPECTOR_PRUNE_SECONDS = envfloat("DRAGOMAN_INSPECTOR_PRUNE_SECONDS", 600.0)
+# Retention by size: the oldest exchanges go until rows and pieces fit in this many bytes (0: no limit).
+INSPECTOR_RETENTION_MAX_BYTES = envint("DRAGOMAN_INSPECTOR_RETENTION_MAX_BYTES", 0)
+# Bodies stored as pieces shared across exchanges (inspector.storage); 0 stores each row whole,
+# as before (for comparison: the storage benchmark's baseline).
+INSPECTOR_STORE_PIECES = envint("DRAGOMAN_INSPECTOR_STORE_PIECES", 1) != 0
 for _name in ("INSPECTOR_QUEUE_MAX", "INSPECTOR_MAX_BODY_BYTES", "INSPECTOR_MAX_EVENTS"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"DRAGOMAN_{_name} must be at least 1")
-for _name in ("INSPECTOR_RETENTION_DAYS", "INSPECTOR_RETENTION_MAX_COUNT", "INSPECTOR_PRUNE_SECONDS"):
+for _name in ("INSPECTOR_RETENTION_DAYS", "INSPECTOR_RETENTION_MAX_COUNT", "INSPECTOR_PRUNE_SECONDS",
+              "INSPECTOR_RETENTION_MAX_BYTES"):
     if globals()[_name] < 0:
         raise ImproperlyConfigured(f"DRAGOMAN_{_name} must not be negative")
 

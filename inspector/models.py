@@ -3,7 +3,41 @@ back, what the client saw, and why anything was changed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
+from django.db.models.query import ModelIterable
+
+
+class ExchangeQuerySet(models.QuerySet["Exchange"]):
+    """Exchanges read whole: a queryset of full rows rebuilds their bodies from their pieces
+    (``inspector.storage.exchanges_load``, one query for the lot) as it is evaluated. Rows read
+    with ``only``/``defer`` that leave out ``bodies`` (the list pages) fetch no piece."""
+
+    def _fetch_all(self) -> None:
+        fresh = self._result_cache is None
+        super()._fetch_all()
+        if fresh and self._iterable_class is ModelIterable and self._result_cache:
+            from inspector.storage import exchanges_load
+
+            exchanges_load([e for e in self._result_cache if "bodies" not in e.get_deferred_fields()])
+
+
+class Piece(models.Model):
+    """A part of an exchange's bodies stored once, however many exchanges hold it (a system
+    prompt, a tool list entry, a message of the history every turn re-sends, a stream log):
+    keyed by the hash of its JSON bytes, zlib-compressed. No reference table: every write that
+    uses a piece moves ``last_used`` forward, and retention deletes pieces last used before the
+    oldest exchange it keeps (``inspector.retention``)."""
+
+    hash = models.CharField(max_length=32, primary_key=True, help_text="blake2b-128 of the JSON bytes, hex.")
+    data = models.BinaryField(help_text="The JSON bytes, zlib-compressed.")
+    size = models.IntegerField(help_text="Bytes of JSON before compression.")
+    stored = models.IntegerField(help_text="Bytes of data (what the piece costs the database).")
+    last_used = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.hash
 
 
 class Exchange(models.Model):
@@ -52,7 +86,8 @@ class Exchange(models.Model):
     # Time to the first token the client received, and the part of it the gateway added.
     ttft_ms = models.FloatField(null=True, blank=True)
     overhead_ms = models.FloatField(null=True, blank=True)
-    # Bodies and event logs (empty at capture level "metadata").
+    # Bodies and event logs (empty at capture level "metadata"). Rows written since pieces
+    # exist keep them in ``bodies`` (with ``Piece``) and these four are filled in on reading.
     client_request = models.JSONField(default=dict, blank=True)
     upstream_request = models.JSONField(default=dict, blank=True)
     notes = models.JSONField(default=list, blank=True)
@@ -64,8 +99,16 @@ class Exchange(models.Model):
     # What search looks in besides the columns: the turn's own words (its last user message, the
     # reply's text, the error), not the history every later turn repeats.
     search_text = models.TextField(blank=True)
+    # How the four body columns are stored (inspector.storage): their skeleton and the pieces cut
+    # out of it, zlib-compressed; null for rows written before pieces (their columns hold all).
+    bodies = models.BinaryField(null=True, blank=True, editable=False)
+    stored_bytes = models.IntegerField(default=0, editable=False,
+                                       help_text="What the row costs besides its pieces (retention by size).")
+
+    objects: Any = ExchangeQuerySet.as_manager()
 
     class Meta:
+        base_manager_name = "objects"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["session_id", "created_at"], name="exchange_session_time")]
 

@@ -18,11 +18,12 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import DataError, close_old_connections, connections
+from django.db import DataError, close_old_connections, connections, transaction
 
 from inspector.facts import exchange_facts
 from inspector.hooks import hooks
 from inspector.live import live_publish
+from inspector.storage import PieceCache, pieces_store, row_split
 from translation.jsonbytes import json_bytes, json_loads_exact
 from translation.masking import secrets_redact
 from translation.usage import overhead_ms
@@ -249,6 +250,7 @@ class Recorder:
         self.last_error_at: datetime | None = None
         self._next_prune: float | None = None
         self._prune_interval = 0.0
+        self._pieces = PieceCache()  # the writer thread's own
 
     def submit(self, record: ExchangeRecord) -> None:
         if record.capture == "off":
@@ -347,20 +349,32 @@ class Recorder:
         from inspector.models import Exchange
 
         rows = []
+        pieces: dict[str, bytes] = {}
+        split = settings.INSPECTOR_STORE_PIECES
         for record in batch:
             try:
-                rows.append(Exchange(**record.as_model_kwargs()))
+                row = record.as_model_kwargs()
+                if split:
+                    pieces.update(row_split(row))
+                rows.append(Exchange(**row))
             except Exception as exc:
                 self._failed(1, exc)
         if not rows:
             return
+        # Pieces are marked used as of the newest exchange that holds them (retention keeps a
+        # piece as long as an exchange that late or later is kept, inspector.retention).
+        used_at = max(r.created_at for r in rows)
         try:
             close_old_connections()
-            Exchange.objects.bulk_create(rows, ignore_conflicts=True)
+            with transaction.atomic():
+                stored = pieces_store(pieces, used_at=used_at, cache=self._pieces)
+                Exchange.objects.bulk_create(rows, ignore_conflicts=True)
+            self._pieces.remember(stored, used_at)
             self.persisted += len(rows)
         except (DataError, ValueError):  # a row the store refuses (NUL on PostgreSQL) must not cost the others
-            self._write_one_by_one(rows)
+            self._write_one_by_one(rows, pieces, used_at)
         except Exception as exc:  # the store is down, locked or slow: the whole batch is lost
+            self._pieces.forget()  # what it remembers may have been pruned meanwhile
             self._failed(len(rows), exc)
             return
         on_written = hooks.on_written
@@ -371,9 +385,17 @@ class Recorder:
         except Exception:
             log.warning("inspector: could not update API keys' last use", exc_info=True)
 
-    def _write_one_by_one(self, rows: list[Any]) -> None:
+    def _write_one_by_one(self, rows: list[Any], pieces: dict[str, bytes], used_at: datetime) -> None:
         from inspector.models import Exchange
 
+        try:  # pieces are bytes (no NUL problem): all of them at once, then each row on its own
+            with transaction.atomic():
+                stored = pieces_store(pieces, used_at=used_at, cache=self._pieces)
+            self._pieces.remember(stored, used_at)
+        except Exception as exc:
+            self._pieces.forget()
+            self._failed(len(rows), exc)
+            return
         for row in rows:
             try:
                 Exchange.objects.bulk_create([row], ignore_conflicts=True)

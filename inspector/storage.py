@@ -1,16 +1,237 @@
 """How an exchange's bodies and logs are stored and read back. Readers call ``exchanges_load``
 on the exchanges they show before reading their body columns (``client_request``,
-``upstream_request``, ``upstream_response``, ``client_response``)."""
+``upstream_request``, ``upstream_response``, ``client_response``); a queryset of whole rows does
+it as it is evaluated (``inspector.models.ExchangeQuerySet``).
+
+Every turn of a session re-sends the whole history, and every session the same system prompt and
+tools, so an exchange is stored as pieces (``Piece``) shared by every exchange that holds them
+and a skeleton of its own: the four body columns with each piece cut out, and where it goes.
+What becomes a piece: in a request body each element of ``messages``, ``tools``, ``input`` and a
+``system`` list, and a long ``system``/``instructions`` string; in a response the body, the
+``message`` and each stream log (``chunks``, ``events``). A piece is the JSON bytes of its value
+(``json_bytes``: orjson, the stdlib for integers beyond 64 bits), keyed by their blake2b-128, so
+the same value is the same piece wherever it comes from; values and key order come back exactly
+(the bytes never go through jsonb).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from inspector.models import Exchange
+from translation.jsonbytes import json_bytes, json_loads_exact
+
+if TYPE_CHECKING:  # the recorder imports this module before Django's apps are ready
+    from inspector.models import Exchange
 
 # Columns that hold how the bodies are stored, not what was recorded: never exported.
-INTERNAL_COLUMNS: frozenset[str] = frozenset()
+INTERNAL_COLUMNS: frozenset[str] = frozenset({"bodies", "stored_bytes"})
+BODY_COLUMNS = ("client_request", "upstream_request", "upstream_response", "client_response")
+_REQUEST_COLUMNS = ("client_request", "upstream_request")
+_REQUEST_LISTS = ("messages", "tools", "system", "input")
+_REQUEST_TEXTS = ("system", "instructions")
+_RESPONSE_KEYS = ("body", "message", "chunks", "events")
+# Smaller values stay in the skeleton: a reference (its hash) would cost about as much.
+PIECE_MIN_BYTES = 128
+# Hashes per IN (...) list: well under SQLite's limit on bound parameters.
+_IN_BATCH = 500
+_FORMAT = 1
+
+
+@dataclass
+class Split:
+    """One exchange's bodies as stored: the compressed skeleton and the pieces it references
+    (hash → JSON bytes; compressed only when the store does not have them yet)."""
+
+    skeleton: bytes
+    pieces: dict[str, bytes] = field(default_factory=dict)
+
+
+def piece_hash(raw: bytes) -> str:
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def piece_compress(raw: bytes) -> bytes:
+    return zlib.compress(raw, 6)
+
+
+def _cut(value: Any, path: list[Any], refs: list[list[Any]], pieces: dict[str, bytes], *, always: bool) -> Any:
+    """``value``'s place in the skeleton: None where it became a piece (recorded in ``refs``)."""
+    if value is None:
+        return value
+    raw = json_bytes(value)
+    if not always and len(raw) < PIECE_MIN_BYTES:
+        return value
+    digest = piece_hash(raw)
+    pieces[digest] = raw
+    refs.append([*path, digest])
+    return None
+
+
+def _cut_body(body: dict[str, Any], path: list[Any], refs: list[list[Any]], pieces: dict[str, bytes]) -> dict[str, Any]:
+    out = dict(body)
+    for key in _REQUEST_LISTS:
+        items = body.get(key)
+        if isinstance(items, list):
+            out[key] = [_cut(item, [*path, key, i], refs, pieces, always=False) for i, item in enumerate(items)]
+    for key in _REQUEST_TEXTS:
+        text = body.get(key)
+        if isinstance(text, str):
+            out[key] = _cut(text, [*path, key], refs, pieces, always=False)
+    return out
+
+
+def bodies_split(columns: dict[str, Any]) -> Split:
+    """The body columns of one row (as ``ExchangeRecord.as_model_kwargs`` gives them: capped
+    and redacted) as a skeleton and pieces."""
+    refs: list[list[Any]] = []
+    pieces: dict[str, bytes] = {}
+    skeleton: dict[str, Any] = {}
+    for column in BODY_COLUMNS:
+        part = columns.get(column) or {}
+        if not isinstance(part, dict):
+            skeleton[column] = part
+            continue
+        part = dict(part)
+        if column in _REQUEST_COLUMNS:
+            if isinstance(part.get("body"), dict):
+                part["body"] = _cut_body(part["body"], [column, "body"], refs, pieces)
+        else:
+            for key in _RESPONSE_KEYS:
+                if key in part:
+                    part[key] = _cut(part[key], [column, key], refs, pieces, always=key != "body")
+        skeleton[column] = part
+    raw = json_bytes({"format": _FORMAT, "columns": skeleton, "refs": refs})
+    return Split(skeleton=piece_compress(raw), pieces=pieces)
+
+
+def _put(skeleton: dict[str, Any], ref: list[Any], value: Any) -> None:
+    *path, last, _digest = ref
+    node = skeleton
+    for step in path:
+        node = node[step]
+    node[last] = value
+
+
+def _missing(digest: str) -> dict[str, Any]:
+    # Retention never removes a piece a kept exchange uses; if one is gone anyway (a database
+    # restored in part), the page shows where it was rather than failing.
+    return {"_missing_piece": digest}
 
 
 def exchanges_load(exchanges: Iterable[Exchange]) -> None:
-    """Fill in the body columns of ``exchanges`` (in place), whole and exact."""
+    """Fill in the body columns of ``exchanges`` (in place), whole and exact: one query for the
+    skeletons of those read without them, one per 500 pieces for all the pieces they use."""
+    from inspector.models import Exchange, Piece
+
+    todo = [e for e in exchanges if not getattr(e, "_bodies_loaded", False)]
+    deferred = [e for e in todo if "bodies" in e.get_deferred_fields()]
+    if deferred:
+        blobs = dict(Exchange.objects.filter(pk__in=[e.pk for e in deferred]).values_list("pk", "bodies"))
+        for e in deferred:
+            e.bodies = blobs.get(e.pk)
+    skeletons: list[tuple[Exchange, dict[str, Any]]] = []
+    wanted: set[str] = set()
+    for e in todo:
+        e._bodies_loaded = True  # type: ignore[attr-defined]
+        if not e.bodies:  # written before pieces: the columns hold everything
+            continue
+        skeleton = json_loads_exact(zlib.decompress(bytes(e.bodies)))
+        skeletons.append((e, skeleton))
+        wanted.update(ref[-1] for ref in skeleton["refs"])
+    found: dict[str, bytes] = {}
+    ordered = sorted(wanted)
+    for start in range(0, len(ordered), _IN_BATCH):
+        rows = Piece.objects.filter(hash__in=ordered[start:start + _IN_BATCH]).values_list("hash", "data")
+        found.update((digest, zlib.decompress(bytes(data))) for digest, data in rows)
+    for e, skeleton in skeletons:
+        columns = skeleton["columns"]
+        for ref in skeleton["refs"]:
+            raw = found.get(ref[-1])
+            _put(columns, ref, json_loads_exact(raw) if raw is not None else _missing(ref[-1]))
+        for column in BODY_COLUMNS:
+            setattr(e, column, columns.get(column) or {})
+
+
+# -- writing (the recorder's writer thread) -------------------------------------------------
+
+# Retention deletes a piece only when it was last used this long before the oldest exchange it
+# keeps (and before now): room for a writer that skipped bumping a piece it bumped recently
+# (``PieceCache``), and for a stream that started long before its exchange is written.
+PIECE_SLACK = timedelta(hours=1)
+_CACHE_MAX = 200_000
+
+
+class PieceCache:
+    """The writer's memory of the pieces it stored or bumped: hash → the ``last_used`` it gave
+    them. A piece used again within half of ``PIECE_SLACK`` of that costs no statement at all."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, datetime] = {}
+
+    def stale(self, pieces: Iterable[str], used_at: datetime) -> list[str]:
+        fresh_after = used_at - PIECE_SLACK / 2
+        return [h for h in pieces if (seen := self._used.get(h)) is None or seen < fresh_after]
+
+    def remember(self, hashes: Iterable[str], used_at: datetime) -> None:
+        """After the transaction that stored or bumped ``hashes`` committed."""
+        if len(self._used) > _CACHE_MAX:
+            cutoff = used_at - PIECE_SLACK / 2
+            self._used = {h: t for h, t in self._used.items() if t >= cutoff}
+        for h in hashes:
+            seen = self._used.get(h)
+            if seen is None or seen < used_at:
+                self._used[h] = used_at
+
+    def forget(self) -> None:
+        self._used.clear()
+
+
+def row_split(row: dict[str, Any]) -> dict[str, bytes]:
+    """Turn an Exchange row's body columns into ``bodies`` (in place) and return its pieces."""
+    split = bodies_split(row)
+    for column in BODY_COLUMNS:
+        row[column] = {}
+    row["bodies"] = split.skeleton
+    row["stored_bytes"] = len(split.skeleton) + _ROW_BYTES + sum(
+        len(row.get(name) or "") for name in ("search_text", "error_message", "validation_error")) + len(
+        json_bytes([row.get(name) for name in ("notes", "timings", "usage", "upstream_usage")]))
+    return split.pieces
+
+
+# What a row costs besides its skeleton and text columns (its other columns, indexes): an estimate.
+_ROW_BYTES = 400
+
+
+def pieces_store(pieces: dict[str, bytes], *, used_at: datetime, cache: PieceCache) -> list[str]:
+    """Make every piece exist with ``last_used`` at least ``used_at``; inside the caller's
+    transaction. Returns the hashes to give ``cache.remember`` once it committed.
+
+    Pieces the cache does not know as recently used are bumped first (never backwards), so the
+    retention pass cannot delete them from then on; then one look at which exist (the cache is
+    no proof: the table may have been emptied since) and the missing ones are inserted (a
+    conflict is another writer that inserted the same piece meanwhile: the same bytes)."""
+    from inspector.models import Piece
+
+    if not pieces:
+        return []
+    stale = cache.stale(pieces, used_at)
+    hashes = list(pieces)
+    present: set[str] = set()
+    for start in range(0, len(stale), _IN_BATCH):
+        Piece.objects.filter(hash__in=stale[start:start + _IN_BATCH], last_used__lt=used_at).update(
+            last_used=used_at)
+    for start in range(0, len(hashes), _IN_BATCH):
+        present.update(Piece.objects.filter(hash__in=hashes[start:start + _IN_BATCH]).values_list("hash", flat=True))
+    new = []
+    for h in hashes:
+        if h not in present:
+            data = piece_compress(pieces[h])
+            new.append(Piece(hash=h, data=data, size=len(pieces[h]), stored=len(data), last_used=used_at))
+    if new:
+        Piece.objects.bulk_create(new, ignore_conflicts=True, batch_size=100)
+    return stale + [p.hash for p in new]
