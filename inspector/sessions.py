@@ -1,0 +1,271 @@
+"""A Claude Code session as a thread: its exchanges (one per request) grouped by agent
+(``x-claude-code-agent-id``), each subagent under the turn of its parent agent
+(``x-claude-code-parent-agent-id``) that spawned it, what every turn changed in the prompt
+(``inspector.turns``), and the totals.
+
+The scalar columns come from one query on the ``(session_id, created_at)`` index; the request
+bodies are read only for the between-turns comparison, a few exchanges at a time, keeping the
+previous body of each agent and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.admin.utils import quote
+from django.db.models import Count, Max, Min, Q, Sum
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from inspector.facts import body_decoded
+from inspector.models import Exchange
+from inspector.storage import exchanges_load
+from inspector.turns import TurnChange, turn_change
+
+# A session page shows at most this many turns (the first ones) and says so.
+TURNS_MAX = 500
+# Exchanges whose bodies are decoded at once for the comparison.
+_BODY_BATCH = 20
+# Claude Code's tool that starts a subagent (named Agent in later versions).
+SPAWN_TOOLS = frozenset({"Task", "Agent"})
+SESSION_ID_MAX = Exchange._meta.get_field("session_id").max_length or 100
+
+TURN_COLUMNS = ("id", "created_at", "session_id", "agent_id", "parent_agent_id", "user_id", "client_agent",
+                "client_model", "backend_name", "upstream_model", "stream", "status", "stop_reason", "error_type",
+                "error_message", "disconnected", "input_tokens", "output_tokens", "cache_read_tokens",
+                "cache_creation_tokens", "rewrite_count", "ttft_ms", "first_event_ms", "duration_ms")
+
+
+def exchange_url(exchange_id: str) -> str:
+    return reverse("admin:inspector_exchange_change", args=[quote(exchange_id)])
+
+
+def session_url(session_id: str) -> str:
+    try:
+        return reverse("admin:inspector_exchange_session", args=[session_id])
+    except NoReverseMatch:  # a session id with a slash cannot be in the path
+        return ""
+
+
+def session_list_url(session_id: str) -> str:
+    from urllib.parse import urlencode
+
+    return reverse("admin:inspector_exchange_changelist") + "?" + urlencode({"session_id": session_id})
+
+
+def exchange_failed(exchange: Exchange) -> bool:
+    return bool(exchange.error_type) or exchange.status >= 400 or exchange.disconnected
+
+
+@dataclass
+class Totals:
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    errors: int = 0
+    prefix_breaks: int = 0
+    duration_ms: float = 0.0
+
+    def add(self, exchange: Exchange) -> None:
+        self.turns += 1
+        self.input_tokens += exchange.input_tokens or 0
+        self.output_tokens += exchange.output_tokens or 0
+        self.cache_read_tokens += exchange.cache_read_tokens or 0
+        self.cache_creation_tokens += exchange.cache_creation_tokens or 0
+        self.errors += exchange_failed(exchange)
+        self.duration_ms += exchange.duration_ms or 0.0
+
+    def merge(self, other: Totals) -> None:
+        for name in ("turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
+                     "errors", "prefix_breaks", "duration_ms"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class SessionTurn:
+    exchange: Exchange
+    number: int  # 1-based, within its agent
+    client: TurnChange | None = None  # what the client's request changed
+    backend: TurnChange | None = None  # what the request the backend got changed
+    subagents: list[SessionAgent] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return exchange_url(self.exchange.id)
+
+    @property
+    def failed(self) -> bool:
+        return exchange_failed(self.exchange)
+
+    @property
+    def breaks_prefix(self) -> bool:
+        return any(c is not None and c.broken is not None for c in (self.client, self.backend))
+
+    @property
+    def backend_only_break(self) -> bool:
+        """The gateway's translation broke a prefix the client kept."""
+        return (self.backend is not None and self.backend.broken is not None
+                and (self.client is None or self.client.broken is None))
+
+
+@dataclass
+class SessionAgent:
+    agent_id: str
+    parent_agent_id: str
+    turns: list[SessionTurn] = field(default_factory=list)
+    totals: Totals = field(default_factory=Totals)
+    spawned_by_task: bool = False  # the parent's next request re-sends a Task tool call
+
+    @property
+    def first_at(self) -> datetime:
+        return self.turns[0].exchange.created_at
+
+
+@dataclass
+class SessionThread:
+    session_id: str
+    agents: list[SessionAgent]  # the roots (normally one: the main agent), subagents nested in turns
+    agent_count: int
+    totals: Totals
+    first_at: datetime
+    last_at: datetime
+    user_id: str = ""
+    client_agent: str = ""
+    capped: bool = False  # more than TURNS_MAX turns: the first TURNS_MAX are shown
+
+    @property
+    def span_ms(self) -> float:
+        return (self.last_at - self.first_at).total_seconds() * 1000
+
+    @property
+    def list_url(self) -> str:
+        return session_list_url(self.session_id)
+
+
+def session_thread(session_id: str, *, turns_max: int = TURNS_MAX) -> SessionThread | None:
+    """The session's thread, or None when no exchange carries this session id."""
+    rows = list(Exchange.objects.filter(session_id=session_id).order_by("created_at", "id")
+                .only(*TURN_COLUMNS)[: turns_max + 1])
+    if not rows:
+        return None
+    capped = len(rows) > turns_max
+    rows = rows[:turns_max]
+    agents: dict[str, SessionAgent] = {}
+    turns: list[SessionTurn] = []
+    for exchange in rows:
+        agent = agents.get(exchange.agent_id)
+        if agent is None:
+            agent = agents[exchange.agent_id] = SessionAgent(exchange.agent_id, exchange.parent_agent_id)
+        turn = SessionTurn(exchange, number=len(agent.turns) + 1)
+        agent.turns.append(turn)
+        agent.totals.add(exchange)
+        turns.append(turn)
+    turns_compare(turns)
+    for turn in turns:
+        if turn.breaks_prefix:
+            agents[turn.exchange.agent_id].totals.prefix_breaks += 1
+    roots = _nest(agents)
+    totals = Totals()
+    for agent in agents.values():
+        totals.merge(agent.totals)
+    named = next((e for e in rows if e.user_id), rows[0])
+    return SessionThread(session_id=session_id, agents=roots, agent_count=len(agents), totals=totals,
+                         first_at=rows[0].created_at, last_at=rows[-1].created_at, user_id=named.user_id,
+                         client_agent=next((e.client_agent for e in rows if e.client_agent), ""), capped=capped)
+
+
+def _nest(agents: dict[str, SessionAgent]) -> list[SessionAgent]:
+    """Each subagent under the last turn of its parent sent before the subagent's first turn;
+    an agent without a parent here (the main agent, or a parent not recorded) is a root."""
+    roots = [a for a in agents.values() if not a.parent_agent_id or a.parent_agent_id not in agents]
+    for agent in agents.values():
+        if agent in roots:
+            continue
+        parent = agents[agent.parent_agent_id]
+        before = [t for t in parent.turns if t.exchange.created_at <= agent.first_at]
+        spawner = before[-1] if before else parent.turns[0]
+        spawner.subagents.append(agent)
+        following = parent.turns[spawner.number:spawner.number + 1]
+        agent.spawned_by_task = bool(following and following[0].client is not None
+                                     and SPAWN_TOOLS.intersection(following[0].client.tool_calls))
+    return sorted(roots, key=lambda a: a.first_at)
+
+
+def _bodies(exchange: Exchange) -> tuple[Any, Any]:
+    return body_decoded(exchange.client_request or {}), body_decoded(exchange.upstream_request or {})
+
+
+def _change(seen: bool, previous: Any, current: Any) -> TurnChange:
+    if seen and previous is None:
+        return TurnChange(kind="unknown", reason="the previous request's body was not recorded")
+    if current is None:
+        return TurnChange(kind="unknown", reason="this request's body was not recorded")
+    return turn_change(previous, current)
+
+
+def turns_compare(turns: list[SessionTurn]) -> None:
+    """Fill ``client`` and ``backend`` of every turn (in time order) from the bodies, read a few
+    exchanges at a time; only the previous bodies of each agent are kept."""
+    previous: dict[str, tuple[Any, Any]] = {}
+    for start in range(0, len(turns), _BODY_BATCH):
+        batch = turns[start:start + _BODY_BATCH]
+        loaded = list(Exchange.objects.filter(pk__in=[t.exchange.id for t in batch])
+                      .only("id", "client_request", "upstream_request"))
+        exchanges_load(loaded)
+        by_id = {e.id: e for e in loaded}
+        for turn in batch:
+            body = by_id.get(turn.exchange.id)
+            client, backend = _bodies(body) if body is not None else (None, None)
+            agent = turn.exchange.agent_id
+            seen = agent in previous
+            before_client, before_backend = previous.get(agent, (None, None))
+            turn.client = _change(seen, before_client, client)
+            turn.backend = _change(seen, before_backend, backend) if backend is not None or seen else None
+            previous[agent] = (client, backend)
+
+
+def sessions_recent(*, days: int = 7, limit: int = 100) -> list[dict[str, Any]]:
+    """The sessions active in the last ``days``, most recent first: one GROUP BY session_id."""
+    since = timezone.now() - timedelta(days=days)
+    failed = Q(status__gte=400) | ~Q(error_type="") | Q(disconnected=True)
+    rows = (Exchange.objects.filter(created_at__gte=since).exclude(session_id="").values("session_id")
+            .annotate(turns=Count("id"), agents=Count("agent_id", distinct=True),
+                      input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+                      cache_read_tokens=Sum("cache_read_tokens"), errors=Count("id", filter=failed),
+                      first_at=Min("created_at"), last_at=Max("created_at"), user_id=Max("user_id"))
+            .order_by("-last_at")[:limit])
+    return [{**row, "url": session_url(row["session_id"])} for row in rows]
+
+
+def session_panel_context(exchange: Exchange) -> dict[str, Any] | None:
+    """The exchange page's session panel: this turn's session and agent, the agent's previous and
+    next turns, and what this turn changed. ``exchange``'s bodies must be loaded already
+    (``exchanges_load``, as the exchange page does); None when it belongs to no session."""
+    if not exchange.session_id:
+        return None
+    same_agent = Exchange.objects.filter(session_id=exchange.session_id, agent_id=exchange.agent_id)
+    earlier = same_agent.filter(created_at__lt=exchange.created_at)
+    previous = earlier.order_by("-created_at").only("id", "client_request", "upstream_request").first()
+    next_id = (same_agent.filter(created_at__gt=exchange.created_at).order_by("created_at")
+               .values_list("id", flat=True).first())
+    client, backend = _bodies(exchange)
+    if previous is not None:
+        exchanges_load([previous])
+        before_client, before_backend = _bodies(previous)
+    else:
+        before_client = before_backend = None
+    seen = previous is not None
+    return {
+        "session_id": exchange.session_id, "session_url": session_url(exchange.session_id),
+        "session_list_url": session_list_url(exchange.session_id),
+        "agent_id": exchange.agent_id, "parent_agent_id": exchange.parent_agent_id,
+        "turn_number": earlier.count() + 1,
+        "previous_id": previous.id if previous else "", "previous_url": exchange_url(previous.id) if previous else "",
+        "next_id": next_id or "", "next_url": exchange_url(next_id) if next_id else "",
+        "client": _change(seen, before_client, client),
+        "backend": _change(seen, before_backend, backend) if backend is not None else None,
+    }
