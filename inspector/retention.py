@@ -1,7 +1,14 @@
-"""Retention: delete exchanges older than a number of days, and beyond the newest N.
+"""Retention: delete exchanges older than a number of days, beyond the newest N, and the
+oldest while rows and pieces take more than a number of bytes; then the pieces no kept exchange
+uses.
 
 Deletes go in batches of primary keys chosen through the ``created_at`` index, so each statement
 is short on a big table and never holds a long lock against the writer or the admin.
+
+Pieces have no reference table (``inspector.storage``): a piece's ``last_used`` is at least the
+``created_at`` of the newest exchange that holds it, and retention only ever deletes the oldest
+exchanges, so a piece last used ``PIECE_SLACK`` before the oldest exchange kept (and before
+now) is used by none of them.
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Sum
 
-from inspector.models import Exchange
+from inspector.models import Exchange, Piece
+from inspector.storage import PIECE_SLACK
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +37,57 @@ def _delete_older_than(cutoff: datetime, *, batch: int) -> int:
         deleted += Exchange.objects.filter(pk__in=ids).delete()[0]
 
 
-def exchanges_prune(*, days: float | None = None, max_count: int | None = None, batch: int = PRUNE_BATCH,
-                    now: datetime | None = None) -> int:
-    """Delete exchanges older than ``days`` and all but the newest ``max_count`` (defaults:
-    ``INSPECTOR_RETENTION_DAYS`` and ``INSPECTOR_RETENTION_MAX_COUNT``; 0 means no limit).
-    Returns how many were deleted."""
+def pieces_prune(*, now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
+    """Delete the pieces no exchange kept can hold; returns how many."""
+    now = now or datetime.now(UTC)
+    cutoff = now - 2 * PIECE_SLACK  # also room for an exchange still being written, when none is kept
+    oldest = Exchange.objects.order_by("created_at").values_list("created_at", flat=True).first()
+    if oldest is not None:
+        cutoff = min(cutoff, oldest - PIECE_SLACK)
+    deleted = 0
+    while True:
+        hashes = list(Piece.objects.filter(last_used__lt=cutoff).order_by("last_used")
+                      .values_list("pk", flat=True)[:batch])
+        if not hashes:
+            return deleted
+        deleted += Piece.objects.filter(pk__in=hashes, last_used__lt=cutoff).delete()[0]
+
+
+def stored_bytes() -> int:
+    """What the inspector's rows and pieces take, as counted for retention by size."""
+    rows = Exchange.objects.aggregate(n=Sum("stored_bytes"))["n"] or 0
+    pieces = Piece.objects.aggregate(n=Sum("stored"))["n"] or 0
+    return int(rows) + int(pieces)
+
+
+def _delete_until_fits(max_bytes: int, *, batch: int, now: datetime | None) -> int:
+    """The oldest exchanges, a share at a time, until rows and the pieces still used fit. The
+    last ``2 * PIECE_SLACK`` are never deleted for size: their pieces could not go with them."""
+    now = now or datetime.now(UTC)
+    deleted = 0
+    while (total := stored_bytes()) > max_bytes:
+        candidates = Exchange.objects.filter(created_at__lt=now - 2 * PIECE_SLACK)
+        count = candidates.count()
+        if not count:
+            log.warning("inspector: %d bytes stored, over DRAGOMAN_INSPECTOR_RETENTION_MAX_BYTES (%d), "
+                        "all of it from the last %s", total, max_bytes, 2 * PIECE_SLACK)
+            return deleted
+        share = max(1, min(batch, -(-count * (total - max_bytes) // total)))
+        ids = list(candidates.order_by("created_at", "pk").values_list("pk", flat=True)[:share])
+        deleted += Exchange.objects.filter(pk__in=ids).delete()[0]
+        pieces_prune(now=now, batch=batch)
+    return deleted
+
+
+def exchanges_prune(*, days: float | None = None, max_count: int | None = None, max_bytes: int | None = None,
+                    batch: int = PRUNE_BATCH, now: datetime | None = None) -> int:
+    """Delete exchanges older than ``days``, all but the newest ``max_count``, and the oldest
+    while rows and pieces take more than ``max_bytes`` (defaults: ``INSPECTOR_RETENTION_DAYS``,
+    ``INSPECTOR_RETENTION_MAX_COUNT`` and ``INSPECTOR_RETENTION_MAX_BYTES``; 0 means no limit),
+    then the pieces only they used. Returns how many exchanges were deleted."""
     days = settings.INSPECTOR_RETENTION_DAYS if days is None else days
     max_count = settings.INSPECTOR_RETENTION_MAX_COUNT if max_count is None else max_count
+    max_bytes = settings.INSPECTOR_RETENTION_MAX_BYTES if max_bytes is None else max_bytes
     deleted = 0
     if days > 0:
         deleted += _delete_older_than((now or datetime.now(UTC)) - timedelta(days=days), batch=batch)
@@ -46,6 +99,9 @@ def exchanges_prune(*, days: float | None = None, max_count: int | None = None, 
         for cutoff, last_pk in boundary:
             deleted += _delete_older_than(cutoff, batch=batch)
             deleted += Exchange.objects.filter(created_at=cutoff, pk__lte=last_pk).delete()[0]
-    if deleted:
-        log.info("inspector: pruned %d exchanges", deleted)
+    pieces = pieces_prune(now=now, batch=batch)
+    if max_bytes > 0:
+        deleted += _delete_until_fits(max_bytes, batch=batch, now=now)
+    if deleted or pieces:
+        log.info("inspector: pruned %d exchanges and %d pieces", deleted, pieces)
     return deleted

@@ -166,9 +166,18 @@ PIECE_SLACK = timedelta(hours=1)
 _CACHE_MAX = 200_000
 
 
+@dataclass
+class Stored:
+    """What ``pieces_store`` did, for ``PieceCache.remember``."""
+
+    bumped: list[str] = field(default_factory=list)
+    inserted: list[str] = field(default_factory=list)
+
+
 class PieceCache:
     """The writer's memory of the pieces it stored or bumped: hash → the ``last_used`` it gave
-    them. A piece used again within half of ``PIECE_SLACK`` of that costs no statement at all."""
+    them. A piece used again within half of ``PIECE_SLACK`` of that is not bumped (the batch's one
+    look at which pieces exist is all it costs)."""
 
     def __init__(self) -> None:
         self._used: dict[str, datetime] = {}
@@ -177,15 +186,17 @@ class PieceCache:
         fresh_after = used_at - PIECE_SLACK / 2
         return [h for h in pieces if (seen := self._used.get(h)) is None or seen < fresh_after]
 
-    def remember(self, hashes: Iterable[str], used_at: datetime) -> None:
-        """After the transaction that stored or bumped ``hashes`` committed."""
+    def remember(self, stored: Stored, used_at: datetime) -> None:
+        """After the transaction that bumped or inserted the pieces committed."""
         if len(self._used) > _CACHE_MAX:
             cutoff = used_at - PIECE_SLACK / 2
             self._used = {h: t for h, t in self._used.items() if t >= cutoff}
-        for h in hashes:
+        for h in stored.bumped:
             seen = self._used.get(h)
             if seen is None or seen < used_at:
                 self._used[h] = used_at
+        for h in stored.inserted:  # inserted again after a purge: as old as this batch, whatever came before
+            self._used[h] = used_at
 
     def forget(self) -> None:
         self._used.clear()
@@ -207,9 +218,9 @@ def row_split(row: dict[str, Any]) -> dict[str, bytes]:
 _ROW_BYTES = 400
 
 
-def pieces_store(pieces: dict[str, bytes], *, used_at: datetime, cache: PieceCache) -> list[str]:
+def pieces_store(pieces: dict[str, bytes], *, used_at: datetime, cache: PieceCache) -> Stored:
     """Make every piece exist with ``last_used`` at least ``used_at``; inside the caller's
-    transaction. Returns the hashes to give ``cache.remember`` once it committed.
+    transaction. Returns what to give ``cache.remember`` once it committed.
 
     Pieces the cache does not know as recently used are bumped first (never backwards), so the
     retention pass cannot delete them from then on; then one look at which exist (the cache is
@@ -218,7 +229,7 @@ def pieces_store(pieces: dict[str, bytes], *, used_at: datetime, cache: PieceCac
     from inspector.models import Piece
 
     if not pieces:
-        return []
+        return Stored()
     stale = cache.stale(pieces, used_at)
     hashes = list(pieces)
     present: set[str] = set()
@@ -234,4 +245,4 @@ def pieces_store(pieces: dict[str, bytes], *, used_at: datetime, cache: PieceCac
             new.append(Piece(hash=h, data=data, size=len(pieces[h]), stored=len(data), last_used=used_at))
     if new:
         Piece.objects.bulk_create(new, ignore_conflicts=True, batch_size=100)
-    return stale + [p.hash for p in new]
+    return Stored(bumped=stale, inserted=[p.hash for p in new])

@@ -1,0 +1,231 @@
+"""Exchanges stored as shared pieces (inspector/storage.py) come back exactly: a replayed Claude
+Code session sent through the gateway exports the same JSON bytes (and the same test fixture) as
+the rows the writer made before splitting them, each system prompt, tool and re-sent message is
+stored once, and retention by age and by size deletes only the pieces no kept exchange holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db.models import Sum
+from django.test import Client
+
+from inspector.models import Exchange, Piece
+from inspector.recorder import ExchangeRecord, recorder
+from inspector.retention import exchanges_prune, stored_bytes
+from inspector.storage import exchanges_load
+from inspector.views import exchange_export, exchange_fixture
+from tests.claude_code_session import Turn, claude_code_session
+from tests.conftest import KEY, Upstream
+from tests.gateway.helpers import sse_chunks, sse_response
+from translation.jsonbytes import json_bytes, json_loads_exact
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _drain(parts: Any) -> bytes:
+    return b"".join([part async for part in parts])
+
+
+def turn_send(turn: Turn) -> str:
+    headers = {k: v for k, v in turn.headers.items() if k.lower() != "content-type"}
+    response = Client().post("/v1/messages", turn.raw(), content_type="application/json",
+                             headers={**headers, "x-api-key": KEY})
+    async_to_sync(_drain)(response.streaming_content)  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    return str(response["request-id"])
+
+
+@pytest.fixture(autouse=True)
+def no_background_pruning(settings: Any) -> None:
+    settings.INSPECTOR_PRUNE_SECONDS = 0
+
+
+@pytest.fixture
+def submitted(monkeypatch: pytest.MonkeyPatch) -> dict[str, ExchangeRecord]:
+    """Every record the gateway hands the writer, by id: what the row is made from."""
+    seen: dict[str, ExchangeRecord] = {}
+    submit = recorder.submit
+
+    def keep(record: ExchangeRecord) -> None:
+        seen[record.id] = record
+        submit(record)
+
+    monkeypatch.setattr(recorder, "submit", keep)
+    return seen
+
+
+@pytest.fixture
+def session_send(gateway_setup: str, upstream: Upstream) -> Callable[..., list[Turn]]:
+    """Send a replayed Claude Code session through the gateway (streams from a scripted
+    Chat Completions backend); returns its turns once they are written."""
+    upstream.handler = lambda request: sse_response(sse_chunks([{"content": "On it."}, {"content": " Done."}]))
+
+    def send(turns: int, **options: Any) -> list[Turn]:
+        session = claude_code_session(turns, **options)
+        for turn in session:
+            turn_send(turn)
+        assert recorder.flush(10)
+        return session
+
+    return send
+
+
+def whole(record: ExchangeRecord) -> Exchange:
+    """The row the writer makes from ``record`` before splitting it into pieces."""
+    return Exchange(**record.as_model_kwargs())
+
+
+def stored(ids: Any) -> list[Exchange]:
+    return list(Exchange.objects.filter(pk__in=list(ids)).order_by("created_at"))
+
+
+def referenced(exchanges: list[Exchange]) -> set[str]:
+    """The pieces the skeletons of ``exchanges`` point at."""
+    out: set[str] = set()
+    for blob in Exchange.objects.filter(pk__in=[x.pk for x in exchanges]).values_list("bodies", flat=True):
+        assert blob is not None
+        out.update(ref[-1] for ref in json_loads_exact(zlib.decompress(bytes(blob)))["refs"])
+    return out
+
+
+def assert_exact(exchanges: list[Exchange], submitted: dict[str, ExchangeRecord]) -> None:
+    for exchange in exchanges:
+        expected = whole(submitted[exchange.id])
+        assert json_bytes(exchange_export(exchange)) == json_bytes(exchange_export(expected)), exchange.id
+        assert json_bytes(exchange_fixture(exchange)) == json_bytes(exchange_fixture(expected)), exchange.id
+
+
+def test_a_replayed_session_rebuilds_byte_for_byte_and_stores_each_piece_once(
+        session_send: Callable[..., list[Turn]], submitted: dict[str, ExchangeRecord]) -> None:
+    turns = session_send(8, subagent_at=3, edit_at=6)
+    exchanges = stored(submitted)
+    assert len(exchanges) == len(turns) == 11
+    assert all(bodies and request == {} for bodies, request in Exchange.objects.values_list("bodies", "client_request"))
+    assert_exact(exchanges, submitted)
+    for exchange, turn in zip(exchanges, turns, strict=True):  # the client's own bytes, too
+        assert json_bytes(exchange.client_request["body"]) == turn.raw()
+    # Shared, not copied: the pieces hold less than one turn's body per two turns sent.
+    pieces = Piece.objects.aggregate(size=Sum("size"), stored=Sum("stored"))
+    sent = sum(len(t.raw()) for t in turns)
+    assert pieces["size"] < sent / 2 and pieces["stored"] < pieces["size"]
+    tool_names = [t["name"] for t in turns[0].body["tools"]]
+    system = turns[0].body["system"][2]
+    hits = [p for p in Piece.objects.all() if zlib.decompress(bytes(p.data)) == json_bytes(system)]
+    assert len(hits) == 1 and len(tool_names) > 10
+
+
+def test_rows_stored_whole_and_as_pieces_read_back_the_same(
+        session_send: Callable[..., list[Turn]], submitted: dict[str, ExchangeRecord], settings: Any) -> None:
+    session_send(3)
+    split = {e.id: e for e in stored(submitted)}
+    settings.INSPECTOR_STORE_PIECES = False
+    for record in list(submitted.values()):
+        recorder.submit(dataclasses.replace(record, id=record.id + "-whole"))
+    assert recorder.flush(10)
+    for exchange_id, exchange in split.items():
+        [legacy] = stored([exchange_id + "-whole"])
+        assert legacy.bodies is None and legacy.client_request
+        got, want = exchange_export(exchange), exchange_export(legacy)
+        assert {**got, "id": ""} == {**want, "id": ""}
+
+
+def test_queries_for_a_page_of_exchanges_fetch_all_their_pieces_at_once(
+        session_send: Callable[..., list[Turn]], django_assert_num_queries: Any) -> None:
+    session_send(4)
+    with django_assert_num_queries(2):  # the rows, then every piece they hold
+        exchanges = list(Exchange.objects.order_by("created_at"))
+    assert all(e.upstream_response.get("chunks") for e in exchanges)
+    with django_assert_num_queries(0):  # loaded already
+        exchanges_load(exchanges)
+    with django_assert_num_queries(1):  # list columns only: no piece
+        listed = list(Exchange.objects.only("id", "status"))
+    with django_assert_num_queries(2):  # then its skeletons and pieces
+        exchanges_load(listed)
+    assert [e.client_request for e in listed] == [e.client_request for e in reversed(exchanges)]
+
+
+def test_values_beyond_64_bits_nul_floats_and_unicode_come_back_exactly(db: None) -> None:
+    tool_input = {"big": 2**70, "neg": -(2**65), "f": 1.5e-300, "nul": "a\x00b", "emoji": "🦊é"}
+    body = {"model": "m", "system": "s" * 300, "messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "n", "input": tool_input}]},
+        {"role": "user", "content": "x" * 200}], "tools": [{"name": "tiny"}]}
+    record = ExchangeRecord(id="req_exact", stream=True, status=200)
+    record.client_request = {"method": "POST", "path": "/v1/messages", "headers": {}, "body_raw": json_bytes(body)}
+    record.upstream_request = {"url": "http://up/v1", "headers": {}, "body": body}
+    record.upstream_response = {"status": 200, "chunks": [[1.0, "data: {\"a\": 1}\n\n"], [2.5, "\x00junk"]]}
+    record.client_response = {"events": [[1.0, 0, {"type": "message_start", "n": 2**80}]], "message": {"id": "m"}}
+    recorder.submit(record)
+    assert recorder.flush(10)
+    [exchange] = stored(["req_exact"])
+    assert exchange.bodies is not None
+    assert json_bytes(exchange_export(exchange)) == json_bytes(exchange_export(whole(record)))
+    assert exchange.client_request["body"]["messages"][0]["content"][0]["input"]["big"] == 2**70
+
+
+def test_rows_written_before_pieces_are_read_as_they_were(db: None) -> None:
+    request = {"method": "POST", "headers": {"b": "1", "a": "2"}, "body": {"model": "m", "messages": []}}
+    Exchange.objects.create(id="req_legacy", created_at=recorder.started_at, client_request=request)
+    [exchange] = stored(["req_legacy"])
+    assert exchange.bodies is None and exchange.client_request == request
+
+
+@pytest.fixture
+def aged(monkeypatch: pytest.MonkeyPatch, submitted: dict[str, ExchangeRecord]) -> Iterator[Callable[[float], None]]:
+    """Records submitted from now on are dated this many days back (as if sent then)."""
+    days = [0.0]
+    submit = recorder.submit
+
+    def aging(record: ExchangeRecord) -> None:
+        record.created_at -= timedelta(days=days[0])
+        submit(record)
+
+    monkeypatch.setattr(recorder, "submit", aging)
+
+    def set_days(value: float) -> None:
+        days[0] = value
+
+    yield set_days
+
+
+def test_pruning_by_age_keeps_every_piece_a_kept_exchange_holds_and_drops_the_rest(
+        session_send: Callable[..., list[Turn]], submitted: dict[str, ExchangeRecord],
+        aged: Callable[[float], None]) -> None:
+    aged(10)
+    session_send(5, session_id="old-session", seed=1)
+    old = set(submitted)
+    aged(0)
+    session_send(4, session_id="new-session", seed=2)
+    new = set(submitted) - old
+    pieces_before = set(Piece.objects.values_list("hash", flat=True))
+    assert exchanges_prune(days=5, max_count=0) == len(old)
+    kept = stored(new)
+    assert len(kept) == len(new) and not Exchange.objects.filter(pk__in=old).exists()
+    left = set(Piece.objects.values_list("hash", flat=True))
+    assert left == referenced(kept) and left < pieces_before  # the old session's own pieces are gone
+    assert_exact(kept, submitted)
+
+
+def test_pruning_by_size_deletes_the_oldest_until_rows_and_pieces_fit(
+        session_send: Callable[..., list[Turn]], submitted: dict[str, ExchangeRecord],
+        aged: Callable[[float], None]) -> None:
+    for days, session in ((3, "s3"), (2, "s2"), (1, "s1")):
+        aged(days)
+        session_send(3, session_id=session, seed=days)
+    aged(0)
+    session_send(3, session_id="s0", seed=0)
+    total = stored_bytes()
+    newest = sorted(submitted, key=lambda i: submitted[i].created_at)[-3:]
+    deleted = exchanges_prune(days=0, max_count=0, max_bytes=total // 2)
+    assert deleted >= 3 and stored_bytes() <= total // 2
+    kept = stored(submitted)
+    assert [e.id for e in kept][-3:] == newest and len(kept) == len(submitted) - deleted
+    assert min(e.created_at for e in kept) > min(r.created_at for r in submitted.values())
+    assert referenced(kept) <= set(Piece.objects.values_list("hash", flat=True))
+    assert_exact(kept, submitted)
