@@ -55,6 +55,20 @@ def session_list_url(session_id: str) -> str:
     return reverse("admin:inspector_exchange_changelist") + "?" + urlencode({"session_id": session_id})
 
 
+def duration_label(ms: float) -> str:
+    """A duration as a person reads it: "242 ms", "12.3 s", "4 min 12 s", "1 h 03 min"."""
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, second = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {second:02d} s"
+    hours, minute = divmod(minutes, 60)
+    return f"{hours} h {minute:02d} min"
+
+
 def exchange_failed(exchange: Exchange) -> bool:
     return bool(exchange.error_type) or exchange.status >= 400 or exchange.disconnected
 
@@ -79,6 +93,10 @@ class Totals:
         self.errors += exchange_failed(exchange)
         self.duration_ms += exchange.duration_ms or 0.0
 
+    @property
+    def duration(self) -> str:
+        return duration_label(self.duration_ms)
+
     def merge(self, other: Totals) -> None:
         for name in ("turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
                      "errors", "prefix_breaks", "duration_ms"):
@@ -89,6 +107,7 @@ class Totals:
 class SessionTurn:
     exchange: Exchange
     number: int  # 1-based, within its agent
+    offset_ms: float = 0.0  # since the session's first request
     client: TurnChange | None = None  # what the client's request changed
     backend: TurnChange | None = None  # what the request the backend got changed
     subagents: list[SessionAgent] = field(default_factory=list)
@@ -96,6 +115,10 @@ class SessionTurn:
     @property
     def url(self) -> str:
         return exchange_url(self.exchange.id)
+
+    @property
+    def offset(self) -> str:
+        return "+" + duration_label(self.offset_ms)
 
     @property
     def failed(self) -> bool:
@@ -138,8 +161,13 @@ class SessionThread:
     capped: bool = False  # more than TURNS_MAX turns: the first TURNS_MAX are shown
 
     @property
-    def span_ms(self) -> float:
-        return (self.last_at - self.first_at).total_seconds() * 1000
+    def span(self) -> str:
+        return duration_label((self.last_at - self.first_at).total_seconds() * 1000)
+
+    @property
+    def busy(self) -> str:
+        """The time the session's requests took, added up."""
+        return duration_label(self.totals.duration_ms)
 
     @property
     def list_url(self) -> str:
@@ -160,7 +188,8 @@ def session_thread(session_id: str, *, turns_max: int = TURNS_MAX) -> SessionThr
         agent = agents.get(exchange.agent_id)
         if agent is None:
             agent = agents[exchange.agent_id] = SessionAgent(exchange.agent_id, exchange.parent_agent_id)
-        turn = SessionTurn(exchange, number=len(agent.turns) + 1)
+        turn = SessionTurn(exchange, number=len(agent.turns) + 1,
+                           offset_ms=(exchange.created_at - rows[0].created_at).total_seconds() * 1000)
         agent.turns.append(turn)
         agent.totals.add(exchange)
         turns.append(turn)

@@ -39,13 +39,14 @@ _EXCERPT = 40
 @dataclass(frozen=True)
 class PrefixBreak:
     """Where two prompts first differ: the path, and inside a string the character offset with a
-    short excerpt (the common text before it, then what it was and what it is now)."""
+    short excerpt (the common text before it, what it was, what it is now, the common text after)."""
 
     path: str
     char: int | None = None
     context: str = ""
     was: str = ""
     now: str = ""
+    tail: str = ""
 
     def label(self) -> str:
         return f"{self.path}, char {self.char:,}" if self.char is not None else self.path
@@ -117,10 +118,30 @@ def common_prefix_len(a: str, b: str) -> int:
     return lo
 
 
+def common_suffix_len(a: str, b: str, limit: int) -> int:
+    """The length (at most ``limit``) of the longest common suffix, by the same binary search."""
+    lo, hi = 0, min(len(a), len(b), limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:len(a) - lo] == b[len(b) - mid:len(b) - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _string_break(path: str, a: str, b: str) -> PrefixBreak:
+    """The break inside a string: the differing middle (``was`` → ``now``) between the common
+    text before it and the common text after it (``tail``), each cut to a short excerpt."""
     at = common_prefix_len(a, b)
-    return PrefixBreak(path=path, char=at, context=a[max(0, at - _EXCERPT):at], was=a[at:at + _EXCERPT],
-                       now=b[at:at + _EXCERPT])
+    same_end = common_suffix_len(a, b, min(len(a), len(b)) - at)
+    was, now = a[at:len(a) - same_end], b[at:len(b) - same_end]
+    return PrefixBreak(path=path, char=at, context=a[max(0, at - _EXCERPT):at], was=_cut(was), now=_cut(now),
+                       tail=a[len(a) - same_end:][:_EXCERPT])
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
 
 
 def _content_blocks(value: Any) -> Any:

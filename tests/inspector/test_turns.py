@@ -8,7 +8,7 @@ import itertools
 import time
 from typing import Any
 
-from inspector.turns import common_prefix_len, turn_change
+from inspector.turns import common_prefix_len, common_suffix_len, turn_change
 from tests.claude_code_session import claude_code_session
 
 SYSTEM = [{"type": "text", "text": "You are Claude Code."},
@@ -70,8 +70,9 @@ def test_an_edit_in_the_system_prompt_is_a_prefix_break_at_its_path_and_char() -
     change = turn_change(before, after)
     assert change.kind == "prefix_broken"
     assert change.broken is not None and change.broken.path == "system[1].text" and change.broken.char == 14
-    assert change.broken.context == "Be brief. Use " and change.broken.was.startswith("the ")
-    assert change.broken.now.startswith("all tools")
+    # The excerpt: the common text before, the differing middle, the common text after.
+    assert (change.broken.context, change.broken.was, change.broken.now, change.broken.tail) == (
+        "Be brief. Use ", "the", "all", " tools.")
     assert "prefix broken at system[1].text, char 14" in change.label()
     assert change.messages_added == 1
 
@@ -137,6 +138,16 @@ def test_responses_bodies_compare_instructions_then_input() -> None:
     edited = {**grown, "instructions": "Be short."}
     broken = turn_change(before, edited).broken
     assert broken is not None and broken.path == "instructions" and broken.char == 3
+    assert (broken.was, broken.now, broken.tail) == ("brief", "short", ".")
+
+
+def test_an_insertion_shows_nothing_struck_and_the_inserted_text() -> None:
+    before = body(user("hi"))
+    after = body(user("hi"))
+    after["system"][0]["text"] = "You are Claude Code, Anthropic's CLI."
+    broken = turn_change(before, after).broken
+    assert broken is not None and broken.char == len("You are Claude Code")
+    assert (broken.was, broken.now, broken.tail) == ("", ", Anthropic's CLI", ".")
 
 
 def test_a_truncated_body_is_not_compared_and_says_why() -> None:
@@ -149,6 +160,12 @@ def test_common_prefix_len_agrees_with_a_direct_scan() -> None:
                  ("a", "b"), ("héllo wörld", "héllo world")]:
         expected = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
         assert common_prefix_len(a, b) == expected, (a[:20], b[:20])
+        assert common_suffix_len(a[::-1], b[::-1], len(a)) == expected
+
+
+def test_the_common_suffix_never_overlaps_the_common_prefix() -> None:
+    assert common_suffix_len("abab", "ab", 0) == 0
+    assert common_suffix_len("xaaa", "yaaaa", 3) == 3
 
 
 def test_the_replayed_claude_code_session_is_appended_every_turn_except_the_edit() -> None:
