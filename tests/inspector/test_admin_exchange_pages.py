@@ -22,7 +22,7 @@ from tests.gateway.helpers import chat_completion, sse_chunks, sse_response
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PREFILL = {"model": "test-model", "max_tokens": 100, "messages": [
+PREFILL: dict[str, Any] = {"model": "test-model", "max_tokens": 100, "messages": [
     {"role": "user", "content": "Count to three"}, {"role": "assistant", "content": "1, 2,"}]}
 
 
@@ -95,9 +95,11 @@ def test_a_streamed_exchange_shows_both_lanes_and_the_validator_verdict(staff: C
     assert "&quot;text&quot;: &quot;Hello&quot;" in page  # the message rebuilt from the events
 
 
-def test_curl_keeps_the_key_masked_and_json_download_has_everything(staff: Client, prefill_exchange: str) -> None:
+def test_curl_takes_the_key_from_the_environment_and_json_download_has_everything(
+        staff: Client, prefill_exchange: str) -> None:
     page = staff.get(f"/admin/inspector/exchange/{quote(prefill_exchange)}/change/").content.decode()
-    assert "curl" in page and KEY not in page and "***" in page
+    curl = page.split('id="curl">', 1)[1].split("</pre>", 1)[0]
+    assert "-H &quot;x-api-key: $ANTHROPIC_API_KEY&quot;" in curl and "***" not in curl and KEY not in page
     download = staff.get(f"/admin/inspector/exchange/{quote(prefill_exchange)}/json/")
     assert download["content-disposition"].startswith("attachment")
     data = json.loads(download.content)
@@ -133,3 +135,16 @@ def test_inspector_pages_need_staff(prefill_exchange: str) -> None:
 def test_the_live_tail_page_renders_recent_exchanges(staff: Client, prefill_exchange: str) -> None:
     page = staff.get("/admin/inspector/exchange/live/").content.decode()
     assert prefill_exchange in page and "live/ws" in page
+
+
+def test_the_response_side_reads_as_a_protocol_mapping_folded_behind_its_count(
+        staff: Client, prefill_exchange: str) -> None:
+    page = staff.get(f"/admin/inspector/exchange/{quote(prefill_exchange)}/change/").content.decode()
+    response = page.split('id="response-diff"', 1)[1].split('<div class="xc-section', 1)[0]
+    rules, mapping = response.split('class="diff-mapping"', 1)
+    assert "finish_reason" not in rules  # no rewrite rule made it: folded, not among the rules
+    assert "<summary>Protocol mapping: " in mapping
+    row = mapping.split('data-path="choices[0].finish_reason → stop_reason"', 1)[1].split("</tr>", 1)[0]
+    assert "<code>stop</code> → <code>end_turn</code>" in row
+    assert 'data-path="choices[0].message.role → role"' in mapping
+    assert "choices removed" not in mapping and 'data-path="choices"' not in mapping

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from inspector.diff import ADDED, CHANGED, REMOVED, json_diff, notes_attach, notes_unmatched, path_segments
+from inspector.diff import (
+    ADDED,
+    CHANGED,
+    MAPPED,
+    REMOVED,
+    Change,
+    json_diff,
+    mapping_pair,
+    notes_attach,
+    notes_unmatched,
+    path_segments,
+)
 
 PREFILL_NOTE = {"rule": "prefill.continue_final_message", "path": "messages[1]",
                 "detail": "Trailing assistant message sent with continue_final_message: true and "
                           "add_generation_prompt: false so the model continues it."}
 
 
-def ops(changes):  # type: ignore[no-untyped-def]
+def ops(changes: list[Change]) -> list[tuple[str, str]]:
     return [(c.op, c.path) for c in changes]
 
 
@@ -85,3 +96,37 @@ def test_nested_note_paths_label_added_objects_and_unmatched_notes_are_listed() 
     changes = notes_attach(json_diff({}, {"chat_template_kwargs": {"enable_thinking": True}}), [thinking, other])
     assert [c.note for c in changes] == [thinking]
     assert notes_unmatched(changes, [thinking, other]) == [other]
+
+
+def test_a_value_moved_to_another_path_is_one_mapped_row() -> None:
+    schema = {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}
+    old = {"tools": [{"name": "Bash", "description": "Runs it.", "input_schema": schema}]}
+    new = {"tools": [{"type": "function", "function": {"name": "Bash", "description": "Runs it.", "parameters": schema}}]}
+    rows = [(c.op, c.path, c.new) for c in mapping_pair(json_diff(old, new))]
+    assert rows == [(MAPPED, "tools[0].name → tools[0].function.name", "Bash"),
+                    (MAPPED, "tools[0].description → tools[0].function.description", "Runs it."),
+                    (MAPPED, "tools[0].input_schema → tools[0].function.parameters", schema),
+                    (ADDED, "tools[0].type", "function")]
+
+
+def test_a_chat_response_maps_onto_the_message_with_finish_reason_as_stop_reason() -> None:
+    chat = {"id": "chatcmpl-1", "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "Hi there"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3}}
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "Hi there"}],
+               "stop_reason": "end_turn", "usage": {"input_tokens": 12, "output_tokens": 3}}
+    rows = {c.path: (c.op, c.old, c.new) for c in mapping_pair(json_diff(chat, message))}
+    assert rows["choices[0].finish_reason → stop_reason"] == (MAPPED, "stop", "end_turn")
+    assert rows["choices[0].message.content → content[0].text"] == (MAPPED, "Hi there", "Hi there")
+    assert rows["usage.prompt_tokens → usage.input_tokens"] == (MAPPED, 12, 12)
+    assert rows["choices[0].message.role → role"] == (MAPPED, "assistant", "assistant")
+    assert rows["id"] == (CHANGED, "chatcmpl-1", "msg_1")
+    assert rows["object"] == (REMOVED, "chat.completion", None)
+    assert rows["content[0].type"] == (ADDED, None, "text")
+    assert rows["choices[0].index"] == (REMOVED, 0, None)
+    assert len(rows) == 10  # 5 mapped, id changed, object and index removed, type and content[0].type added
+
+
+def test_an_added_value_is_matched_once() -> None:
+    rows = [(c.op, c.path) for c in mapping_pair(json_diff({"a": "x"}, {"b": "x", "c": "x"}))]
+    assert rows == [(MAPPED, "a → b"), (ADDED, "c")]
