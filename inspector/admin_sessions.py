@@ -39,7 +39,7 @@ class SessionPages(admin.ModelAdmin):
         if len(session_id) > SESSION_ID_MAX:
             context["problem"] = f"A session id has at most {SESSION_ID_MAX} characters; this one has {len(session_id)}."
             return TemplateResponse(request, "admin/inspector/exchange/session.html", context, status=400)
-        thread = session_thread(session_id)
+        thread = session_thread(session_id, turns_max=TURNS_MAX)
         if thread is None:
             context["problem"] = f"No exchange recorded for session {session_id} (it may have been pruned)."
             return TemplateResponse(request, "admin/inspector/exchange/session.html", context, status=404)

@@ -11,12 +11,15 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import User
+from django.template.loader import render_to_string
 from django.test import Client
 
+from inspector import admin_sessions
 from inspector.models import Exchange
 from inspector.recorder import recorder
 from inspector.sessions import session_panel_context, session_thread, sessions_recent
 from inspector.storage import exchanges_load
+from inspector.turns import turn_change
 from tests.claude_code_session import Turn, claude_code_session
 from tests.conftest import KEY, Upstream
 from tests.gateway.helpers import sse_chunks, sse_response
@@ -115,9 +118,14 @@ def test_an_unknown_or_overlong_session_gets_a_clear_message_not_an_error(staff:
     assert long.status_code == 400 and "at most 100 characters" in long.content.decode()
 
 
-def test_a_session_longer_than_the_cap_is_capped_with_a_notice(staff: Client, session_ids: list[str]) -> None:
+def test_a_session_longer_than_the_cap_shows_its_first_turns_with_a_notice(
+        staff: Client, session_ids: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     thread = session_thread(SESSION, turns_max=5)
     assert thread is not None and thread.capped and thread.totals.turns == 5
+    monkeypatch.setattr(admin_sessions, "TURNS_MAX", 5)
+    page = staff.get(f"/admin/inspector/exchange/sessions/{SESSION}/").content.decode()
+    assert 'id="session-capped"' in page and "the first 5 are shown" in page
+    assert page.count('<tr class="turn') == 5
 
 
 def test_the_sessions_index_lists_the_session_with_its_counts(staff: Client, session_ids: list[str],
@@ -153,3 +161,34 @@ def test_an_exchange_without_a_session_has_no_panel(gateway_setup: str, upstream
     assert recorder.flush(10)
     exchange = Exchange.objects.get(pk=response["request-id"])
     assert session_panel_context(exchange) is None
+
+
+def test_a_break_only_the_backend_saw_is_shown_beside_the_clients_appended_messages() -> None:
+    """A gateway rewrite can break the prefix the client kept: both lines are shown."""
+    client = turn_change({"messages": [{"role": "user", "content": "hi"}]},
+                         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+    backend = turn_change({"messages": [{"role": "system", "content": "Note: turn 1."}]},
+                          {"messages": [{"role": "system", "content": "Note: turn 2."},
+                                        {"role": "assistant", "content": "yo"}]})
+    html = render_to_string("admin/inspector/exchange/_session_change.html", {"change": client, "backend": backend})
+    assert "client: +1 message (+" in html
+    assert "backend: prefix broken at messages[0].content, char 11" in html
+    assert "<del>1</del><ins>2</ins>." in html
+
+
+def test_the_backends_line_is_left_out_when_it_tells_nothing_more() -> None:
+    grown = turn_change({"messages": [{"role": "user", "content": "hi"}]},
+                        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+    html = render_to_string("admin/inspector/exchange/_session_change.html", {"change": grown, "backend": grown})
+    assert "+1 message" in html and "backend:" not in html and "client:" not in html
+
+
+def test_the_exchange_panel_renders_links_to_the_session_and_the_neighbouring_turns(session_ids: list[str]) -> None:
+    exchange = Exchange.objects.get(pk=session_ids[9])
+    exchanges_load([exchange])
+    html = render_to_string("admin/inspector/exchange/_session_panel.html",
+                            {"session_panel": session_panel_context(exchange)})
+    assert f'href="/admin/inspector/exchange/sessions/{SESSION}/"' in html
+    assert f'/admin/inspector/exchange/{quote(session_ids[8])}/change/" id="session-previous"' in html
+    assert f'/admin/inspector/exchange/{quote(session_ids[10])}/change/" id="session-next"' in html
+    assert "prefix broken at system[2].text, char 4,102" in html
