@@ -23,7 +23,7 @@ from django.utils.html import format_html
 from inspector.live import summary_row
 from inspector.models import Exchange
 from inspector.recorder import recorder
-from inspector.rows import VERDICT_LABELS, endpoint_label, status_label, time_label, verdict_of
+from inspector.rows import ENDPOINT_NAMES, VERDICT_LABELS, endpoint_label, status_label, time_label, verdict_of
 from inspector.search import SEARCH_HELP, exchanges_search
 from translation.usage import overhead_ms
 
@@ -102,7 +102,6 @@ class BackendFilter(RecentValuesFilter):
 class EndpointFilter(admin.SimpleListFilter):
     title = "endpoint"
     parameter_name = "endpoint"
-    _KNOWN = {"messages": "messages", "count_tokens": "messages/count_tokens", "models": "models"}
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("messages", "messages"), ("count_tokens", "count_tokens"), ("models", "models"),
@@ -111,9 +110,9 @@ class EndpointFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Exchange]) -> QuerySet[Exchange]:
         value = self.value()
         if value == "other":
-            return queryset.exclude(endpoint__in=self._KNOWN.values())
-        if value in self._KNOWN:
-            return queryset.filter(endpoint=self._KNOWN[value])
+            return queryset.exclude(endpoint__in=ENDPOINT_NAMES)
+        if value in ENDPOINT_NAMES.values():
+            return queryset.filter(endpoint__in=[k for k, v in ENDPOINT_NAMES.items() if v == value])
         return queryset
 
 
@@ -343,20 +342,20 @@ class ExchangeListPages(admin.ModelAdmin):
         label = endpoint_label(endpoint=obj.endpoint, method=obj.method, path=obj.path)
         return format_html('<span class="clip endpoint" title="{}">{}</span>', obj.path or label, label)
 
-    @admin.display(description="key", ordering="key_name")
+    @admin.display(description="key")
     def key(self, obj: Exchange) -> str:
         if obj.key_name:
             return format_html('<span class="clip key" title="{}">{}</span>', obj.key_name, obj.key_name)
         if obj.key_hint:
-            return format_html('<span class="clip key quiet" title="presented, not accepted">{}</span>', obj.key_hint)
+            return format_html('<span class="key quiet nowrap" title="presented, not accepted">{}</span>', obj.key_hint)
         return format_html('<span class="quiet">{}</span>', "none")
 
-    @admin.display(description="client model → backend / upstream model")
+    @admin.display(description="model → backend / upstream")
     def models(self, obj: Exchange) -> str:
         return format_html('<span class="models">{} → {} / {}</span>', obj.client_model or "—",
                            obj.backend_name or "—", obj.upstream_model or "—")
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description="status")
     def status_code(self, obj: Exchange) -> str:
         label, is_error = status_label(status=obj.status, error_type=obj.error_type, disconnected=obj.disconnected)
         return format_html('<span class="status-{}">{}</span>', "bad" if is_error else "ok", label)
@@ -365,7 +364,7 @@ class ExchangeListPages(admin.ModelAdmin):
     def stop(self, obj: Exchange) -> str:
         return obj.stop_reason or "—"
 
-    @admin.display(description="tokens in / out")
+    @admin.display(description="tokens")
     def tokens(self, obj: Exchange) -> str:
         if obj.input_tokens is None and obj.output_tokens is None:
             return "—"
@@ -379,7 +378,7 @@ class ExchangeListPages(admin.ModelAdmin):
     def ttft(self, obj: Exchange) -> str:
         return format_html('<span class="nowrap">{}</span>', _ms(exchange_ttft(obj)))
 
-    @admin.display(description="rw", ordering="rewrite_count")
+    @admin.display(description="rw")
     def rewrites(self, obj: Exchange) -> int:
         return obj.rewrite_count
 
@@ -439,7 +438,8 @@ class ExchangeListPages(admin.ModelAdmin):
             ttft_ms=exchange_ttft(e), overhead_ms=exchange_overhead(e), valid=e.valid), "state": "stored"}
             for e in reversed(recent)]
         context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Live tail",
-                   "recent": rows, "row_cap": LIVE_ROW_CAP}
+                   "recent": rows, "row_cap": LIVE_ROW_CAP,
+                   "session_url": _session_url("SESSION-ID")}  # the page's script fills in each row's id
         return TemplateResponse(request, "admin/inspector/exchange/live.html", context)
 
 

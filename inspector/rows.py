@@ -11,8 +11,10 @@ from django.utils import timezone
 
 Verdict = Literal["valid", "ended-with-error", "invalid", "none"]
 
-# The endpoints the gateway serves, by the name the recorder gives them.
-_ENDPOINT_NAMES = {"messages": "messages", "messages/count_tokens": "count_tokens", "models": "models"}
+# The endpoints the gateway serves, by the names the recorder gives them (the pipeline's name, or
+# for a request refused before it, the path after /v1/).
+ENDPOINT_NAMES = {"messages": "messages", "count_tokens": "count_tokens", "messages/count_tokens": "count_tokens",
+                  "models": "models"}
 
 
 def time_label(created_at: datetime, *, now: datetime | None = None) -> tuple[str, str]:
@@ -26,7 +28,7 @@ def time_label(created_at: datetime, *, now: datetime | None = None) -> tuple[st
 
 def endpoint_label(*, endpoint: str, method: str, path: str) -> str:
     """messages, count_tokens, models, or the path for anything else; the method unless POST."""
-    name = _ENDPOINT_NAMES.get(endpoint) or path.split("?", 1)[0] or f"/v1/{endpoint}"
+    name = ENDPOINT_NAMES.get(endpoint) or path.split("?", 1)[0] or f"/v1/{endpoint}"
     return name if method in ("", "POST") else f"{method} {name}"
 
 

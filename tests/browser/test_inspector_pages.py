@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +43,3 @@ def test_a_streamed_exchange_shows_upstream_chunks_beside_client_events(page: An
     assert "valid" in page.locator("#verdict").inner_text()
     lanes.scroll_into_view_if_needed()
     shot(page, "exchange-stream.png")
-
-
-def test_the_list_shows_exchanges_with_their_models(page: Any, admin_gateway: Gateway) -> None:
-    messages_post(admin_gateway, PREFILL)
-    page.goto("/admin/inspector/exchange/")
-    assert "claude-sonnet-4-5 → mock-vllm" in page.locator("#result_list").inner_text()
-    assert page.locator("#recorder-stats").is_visible()
-    shot(page, "exchange-list.png")
-
-
-def test_the_live_tail_receives_a_new_request(page: Any, admin_gateway: Gateway) -> None:
-    page.goto("/admin/inspector/exchange/live/")
-    page.wait_for_function("document.getElementById('live-status').textContent === 'live'")
-    ids: list[str] = []
-    sender = threading.Thread(target=lambda: ids.append(messages_post(
-        admin_gateway, {**PREFILL, "messages": PREFILL["messages"][:1], "stream": True})))
-    sender.start()
-    sender.join(30)
-    assert ids, "the request did not complete"
-    row = page.locator(f'#live-rows tr[data-id="{ids[0]}"]')
-    row.wait_for()
-    page.wait_for_function(f"document.querySelector('#live-rows tr[data-id=\"{ids[0]}\"]').classList.contains('done')")
-    assert "claude-sonnet-4-5 → mock-vllm" in row.inner_text()
-    shot(page, "live-tail.png")
