@@ -23,7 +23,14 @@ from django.utils.html import format_html
 from inspector.live import summary_row
 from inspector.models import Exchange
 from inspector.recorder import recorder
-from inspector.rows import ENDPOINT_NAMES, VERDICT_LABELS, endpoint_label, status_label, time_label, verdict_of
+from inspector.rows import (
+    ENDPOINT_NAMES,
+    VERDICT_LABELS,
+    endpoint_label,
+    status_label,
+    time_label,
+    verdict_of,
+)
 from inspector.search import SEARCH_HELP, exchanges_search
 from translation.usage import overhead_ms
 
