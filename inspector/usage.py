@@ -144,6 +144,8 @@ def usage_query_parse(params: Mapping[str, str], *, now: datetime | None = None)
     query.metric = cast(Metric, _choice(params, "metric", get_args(Metric), "tokens", notes))
     custom = bool(params.get("since") or params.get("until"))
     span = cast(Span, _choice(params, "range", get_args(Span), "custom" if custom else "24h", notes))
+    if custom and span != "custom":
+        notes.append(f"Since and until apply to the range “since … until”: showing the last {span}.")
     if span == "custom":
         since = _moment(params.get("since", ""), end=False)
         until = _moment(params.get("until", ""), end=True) if params.get("until") else now

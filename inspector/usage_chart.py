@@ -12,7 +12,7 @@ from django.utils import timezone
 from inspector.usage import Bucket, Metric, UsageRow
 
 WIDTH, HEIGHT = 1000, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 8, 10, 28
+LEFT, RIGHT, TOP, BOTTOM = 64, 30, 10, 28
 # Okabe and Ito's palette, told apart also with the common colour blindnesses; grey for the rest.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#8C6D1F"]
 OTHER, OTHER_COLOR = "other", "#9E9E9E"
@@ -71,18 +71,28 @@ def compact(number: float) -> str:
 
 
 def _nice_step(peak: int) -> int:
-    """The smallest 1, 2 or 5 times a power of ten whose four steps reach ``peak`` (the axis has four ticks)."""
+    """The smallest 1, 2, 2.5 or 5 times a power of ten whose four steps reach ``peak`` (the
+    axis has four ticks above zero)."""
     step = 1
     while True:
-        for factor in (1, 2, 5):
-            if 4 * factor * step >= peak:
-                return factor * step
+        for factor in (1, 2, 2.5, 5):
+            if factor * step == int(factor * step) and 4 * factor * step >= peak:
+                return int(factor * step)
         step *= 10
 
 
-def bucket_label(moment: datetime, bucket: Bucket) -> str:
-    local = timezone.localtime(moment)
-    return local.strftime("%H:%M") if bucket == "hour" else local.strftime("%b %-d")
+def bucket_labels(buckets: list[datetime], bucket: Bucket, every: int) -> list[str]:
+    """Every ``every``-th bucket's label; an hour shows its date too where the day changes."""
+    out: list[str] = []
+    day = None
+    for start in buckets[::every]:
+        local = timezone.localtime(start)
+        if bucket == "day":
+            out.append(local.strftime("%b %-d"))
+        else:
+            out.append(local.strftime("%H:%M" if local.date() == day else "%b %-d %H:%M"))
+        day = local.date()
+    return out
 
 
 def _value(row: UsageRow, metric: Metric) -> int:
@@ -159,8 +169,8 @@ def usage_chart(*, rows: Iterable[UsageRow], buckets: list[datetime], bucket: Bu
                             title=_title(row, name, bucket, metric)))
     y_ticks = [Tick(x=LEFT - 6, y=round(TOP + plot_h * (1 - k / 4), 2), label=compact(step * k))
                for k in range(5)]
-    every = max(1, -(-len(buckets) // 12))  # at most about twelve labels
-    x_ticks = [Tick(x=round(LEFT + (i + 0.5) * slot, 2), y=HEIGHT - 8, label=bucket_label(start, bucket))
-               for i, start in enumerate(buckets) if i % every == 0]
+    every = max(1, -(-len(buckets) // 10))  # at most ten labels
+    x_ticks = [Tick(x=round(LEFT + (i * every + 0.5) * slot, 2), y=HEIGHT - 8, label=label)
+               for i, label in enumerate(bucket_labels(buckets, bucket, every))]
     return Chart(width=WIDTH, height=HEIGHT, bars=bars, legend=legend, y_ticks=y_ticks, x_ticks=x_ticks,
                  metric=metric, baseline=TOP + plot_h)

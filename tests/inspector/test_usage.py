@@ -26,6 +26,7 @@ from inspector.usage import (
     usage_rows,
     usage_totals,
 )
+from inspector.usage_chart import usage_chart
 
 pytestmark = pytest.mark.django_db
 
@@ -289,3 +290,41 @@ def test_the_usage_pages_need_a_staff_login(recent: list[Exchange]) -> None:
     for url in ("/admin/inspector/exchange/usage/", "/admin/inspector/exchange/usage/csv/",
                 "/admin/inspector/exchange/usage/key/alice/"):
         assert Client().get(url).status_code == 302
+
+
+def test_dates_with_a_preset_range_are_not_ignored_silently() -> None:
+    query, notes = usage_query_parse({"range": "7d", "since": "2026-12-01"}, now=NOW)
+    assert query.since == NOW - timedelta(days=7) and "since … until" in notes[0]
+
+
+# The chart's geometry.
+
+def _row(at: datetime, group: str, tokens: int, requests: int = 1) -> UsageRow:
+    return UsageRow(bucket=at, group=group, requests=requests, errors=0, input_tokens=tokens, output_tokens=0,
+                    cache_read_tokens=0, cache_creation_tokens=0, ttft_avg_ms=None)
+
+
+def test_the_chart_stacks_the_top_groups_and_adds_the_rest_up_as_other() -> None:
+    hours = [T0 + timedelta(hours=h) for h in range(4)]
+    rows = [_row(hours[0], "alice", 600), _row(hours[0], "bob", 200), _row(hours[0], "carol", 100),
+            _row(hours[0], "dave", 50), _row(hours[2], "alice", 300)]
+    chart = usage_chart(rows=rows, buckets=hours, bucket="hour", metric="tokens", top=2)
+    assert [(e.name, e.total) for e in chart.legend] == [("alice", 900), ("bob", 200), ("other (2)", 150)]
+    first = [b for b in chart.bars if b.x < chart.bars[0].x + 1]
+    assert [b.title.split(" · ")[0] for b in first] == ["alice", "bob", "other (2)"]
+    # Stacked from the baseline up, heights proportional to the tokens (axis 0 to 1,000).
+    assert first[0].y + first[0].height == pytest.approx(chart.baseline)
+    assert first[1].y + first[1].height == pytest.approx(first[0].y)
+    assert [b.height / first[0].height for b in first] == pytest.approx([1, 200 / 600, 150 / 600])
+    assert [t.label for t in chart.y_ticks] == ["0", "250", "500", "750", "1k"]
+    assert len(chart.bars) == 4  # nothing drawn for the empty hours
+    assert "other (2) · 2026-12-03 10:00: 150 tokens (in 150," in first[2].title
+
+
+def test_the_chart_counts_requests_when_asked_and_labels_hours_with_their_date_at_a_new_day() -> None:
+    hours = [T0 + timedelta(hours=h) for h in range(12, 16)]
+    chart = usage_chart(rows=[_row(hours[1], "alice", 10_000, requests=3)], buckets=hours, bucket="hour",
+                        metric="requests")
+    assert [(e.name, e.total) for e in chart.legend] == [("alice", 3)]
+    assert [t.label for t in chart.x_ticks] == ["Dec 3 22:00", "23:00", "Dec 4 00:00", "01:00"]
+    assert [t.label for t in chart.y_ticks] == ["0", "1", "2", "3", "4"]
