@@ -207,14 +207,28 @@ def session_thread(session_id: str, *, turns_max: int = TURNS_MAX) -> SessionThr
                          client_agent=next((e.client_agent for e in rows if e.client_agent), ""), capped=capped)
 
 
+def _parent(agent: SessionAgent, agents: dict[str, SessionAgent]) -> SessionAgent | None:
+    """The agent that spawned ``agent``: the one its parent id names, else (a main agent that sent
+    no agent id of its own) the agent without an id; None for a root."""
+    if not agent.parent_agent_id or not agent.agent_id:
+        return None
+    return agents.get(agent.parent_agent_id) or agents.get("")
+
+
 def _nest(agents: dict[str, SessionAgent]) -> list[SessionAgent]:
     """Each subagent under the last turn of its parent sent before the subagent's first turn;
-    an agent without a parent here (the main agent, or a parent not recorded) is a root."""
-    roots = [a for a in agents.values() if not a.parent_agent_id or a.parent_agent_id not in agents]
+    an agent without a parent here (the main agent, a parent not recorded, a parent chain that
+    comes back to itself) is a root."""
+    roots: list[SessionAgent] = []
     for agent in agents.values():
-        if agent in roots:
+        parent = _parent(agent, agents)
+        seen, up = {agent.agent_id}, parent
+        while up is not None and up.agent_id not in seen:
+            seen.add(up.agent_id)
+            up = _parent(up, agents)
+        if parent is None or up is not None:
+            roots.append(agent)
             continue
-        parent = agents[agent.parent_agent_id]
         before = [t for t in parent.turns if t.exchange.created_at <= agent.first_at]
         spawner = before[-1] if before else parent.turns[0]
         spawner.subagents.append(agent)

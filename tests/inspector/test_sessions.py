@@ -192,3 +192,49 @@ def test_the_exchange_panel_renders_links_to_the_session_and_the_neighbouring_tu
     assert f'/admin/inspector/exchange/{quote(session_ids[8])}/change/" id="session-previous"' in html
     assert f'/admin/inspector/exchange/{quote(session_ids[10])}/change/" id="session-next"' in html
     assert "prefix broken at system[2].text, char 4,102" in html
+
+
+def exchange_row(request_id: str, second: int, agent: str, parent: str = "", **columns: Any) -> Exchange:
+    """A stored exchange of session "s-rows" (metadata capture: no bodies), ``second`` s after noon."""
+    from datetime import UTC, datetime
+
+    return Exchange.objects.create(id=request_id, created_at=datetime(2026, 1, 1, 12, 0, second, tzinfo=UTC),
+                                   session_id="s-rows", agent_id=agent, parent_agent_id=parent,
+                                   capture="metadata", **{"status": 200, **columns})
+
+
+def test_subagents_nest_at_every_depth_and_parallel_ones_sit_under_the_same_turn(transactional_db: None) -> None:
+    exchange_row("r1", 1, "main")
+    exchange_row("r2", 2, "main")
+    exchange_row("a1", 3, "explore-a", "main")
+    exchange_row("b1", 4, "explore-b", "main")
+    exchange_row("c1", 5, "deep", "explore-a")
+    exchange_row("r3", 6, "main", status=529, error_type="overloaded_error")
+    thread = session_thread("s-rows")
+    assert thread is not None and [a.agent_id for a in thread.agents] == ["main"]
+    main = thread.agents[0]
+    assert [s.agent_id for s in main.turns[1].subagents] == ["explore-a", "explore-b"]
+    assert [s.agent_id for s in main.turns[1].subagents[0].turns[0].subagents] == ["deep"]
+    assert thread.totals.turns == 6 and thread.totals.errors == 1 and main.totals.errors == 1
+    assert main.turns[0].client is not None and main.turns[0].client.kind == "unknown"
+    assert "not recorded" in main.turns[0].client.label()
+
+
+def test_a_main_agent_without_an_id_still_gets_its_subagents_and_a_parent_cycle_is_cut(
+        transactional_db: None) -> None:
+    exchange_row("r1", 1, "")
+    exchange_row("a1", 2, "explore", "agent-never-seen")
+    exchange_row("x1", 3, "x", "y")
+    exchange_row("y1", 4, "y", "x")
+    thread = session_thread("s-rows")
+    assert thread is not None
+    roots = {a.agent_id: a for a in thread.agents}
+    assert set(roots) == {"", "x", "y"}
+    assert [s.agent_id for s in roots[""].turns[0].subagents] == ["explore"]
+
+
+def test_the_session_page_of_rows_without_bodies_renders(staff: Client) -> None:
+    exchange_row("r1", 1, "main")
+    exchange_row("a1", 2, "sub", "main")
+    page = staff.get("/admin/inspector/exchange/sessions/s-rows/")
+    assert page.status_code == 200 and "not compared: this request" in page.content.decode()
