@@ -19,7 +19,7 @@ from django.test import Client
 from inspector.models import Exchange, Piece
 from inspector.recorder import ExchangeRecord, recorder
 from inspector.retention import exchanges_prune, stored_bytes
-from inspector.storage import exchanges_load
+from inspector.storage import BODY_COLUMNS, exchanges_load
 from inspector.views import exchange_export, exchange_fixture
 from tests.claude_code_session import Turn, claude_code_session
 from tests.conftest import KEY, Upstream
@@ -96,10 +96,17 @@ def referenced(exchanges: list[Exchange]) -> set[str]:
 
 
 def assert_exact(exchanges: list[Exchange], submitted: dict[str, ExchangeRecord]) -> None:
+    """The bodies byte for byte, key order included; the other JSON columns (notes, timings,
+    usage) are jsonb on PostgreSQL, whose key order is its own, as before pieces."""
     for exchange in exchanges:
         expected = whole(submitted[exchange.id])
-        assert json_bytes(exchange_export(exchange)) == json_bytes(exchange_export(expected)), exchange.id
-        assert json_bytes(exchange_fixture(exchange)) == json_bytes(exchange_fixture(expected)), exchange.id
+        got, want = exchange_export(exchange), exchange_export(expected)
+        for column in BODY_COLUMNS:
+            assert json_bytes(got[column]) == json_bytes(want[column]), (exchange.id, column)
+        assert got == want
+        fixture, fixture_expected = exchange_fixture(exchange), exchange_fixture(expected)
+        assert json_bytes({**fixture, "notes": []}) == json_bytes({**fixture_expected, "notes": []})
+        assert fixture == fixture_expected
 
 
 def test_a_replayed_session_rebuilds_byte_for_byte_and_stores_each_piece_once(
@@ -165,7 +172,8 @@ def test_values_beyond_64_bits_nul_floats_and_unicode_come_back_exactly(db: None
     assert recorder.flush(10)
     [exchange] = stored(["req_exact"])
     assert exchange.bodies is not None
-    assert json_bytes(exchange_export(exchange)) == json_bytes(exchange_export(whole(record)))
+    got, want = exchange_export(exchange), exchange_export(whole(record))
+    assert [json_bytes(got[c]) for c in BODY_COLUMNS] == [json_bytes(want[c]) for c in BODY_COLUMNS]
     assert exchange.client_request["body"]["messages"][0]["content"][0]["input"]["big"] == 2**70
 
 
@@ -221,11 +229,19 @@ def test_pruning_by_size_deletes_the_oldest_until_rows_and_pieces_fit(
     aged(0)
     session_send(3, session_id="s0", seed=0)
     total = stored_bytes()
-    newest = sorted(submitted, key=lambda i: submitted[i].created_at)[-3:]
-    deleted = exchanges_prune(days=0, max_count=0, max_bytes=total // 2)
+    by_age = sorted(submitted, key=lambda i: submitted[i].created_at)
+    # A byte over: the oldest exchange goes, and the pieces the rest of its session holds stay.
+    assert exchanges_prune(days=0, max_count=0, max_bytes=total - 1) == 1
+    assert not Exchange.objects.filter(pk=by_age[0]).exists() and stored_bytes() <= total - 1
+    kept = stored(submitted)
+    assert referenced(kept) <= set(Piece.objects.values_list("hash", flat=True))
+    assert_exact(kept, submitted)
+    newest = by_age[-3:]
+    deleted = 1 + exchanges_prune(days=0, max_count=0, max_bytes=total // 2)
     assert deleted >= 3 and stored_bytes() <= total // 2
     kept = stored(submitted)
     assert [e.id for e in kept][-3:] == newest and len(kept) == len(submitted) - deleted
     assert min(e.created_at for e in kept) > min(r.created_at for r in submitted.values())
     assert referenced(kept) <= set(Piece.objects.values_list("hash", flat=True))
     assert_exact(kept, submitted)
+
