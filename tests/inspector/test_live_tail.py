@@ -56,3 +56,22 @@ async def test_publishing_never_waits_for_the_channel_layer() -> None:
         live_publish(record, state="done")
     assert loop.time() - start < 1.0
     await asyncio.sleep(0)
+
+
+async def test_a_summary_carries_the_stored_lists_columns_and_marks_a_failure() -> None:
+    user = await sync_to_async(User.objects.create_superuser)("root2", "root2@example.com", "pw")
+    communicator = await connect(user)
+    assert (await communicator.connect())[0]
+    record = ExchangeRecord(id="req_live_500", endpoint="count_tokens", key_hint="sk-…WXYZ", client_model="m")
+    record.client_request = {"method": "POST", "path": "/v1/messages/count_tokens",
+                             "headers": {"X-Claude-Code-Session-Id": "sess-1234"}}
+    live_publish(record, state="in-flight", stream=False)
+    first = await communicator.receive_json_from(timeout=2)
+    assert (first["status_label"], first["is_error"], first["endpoint_label"]) == ("…", False, "count_tokens")
+    assert (first["session_id"], first["key_hint"]) == ("sess-1234", "sk-…WXYZ")
+    record.status, record.error_type = 500, "api_error"
+    live_publish(record, state="done")
+    done = await communicator.receive_json_from(timeout=2)
+    assert (done["status_label"], done["is_error"], done["verdict"]) == ("500 api_error", True, "none")
+    assert len(done["time"]) == len("02:35:10") and done["time_title"].startswith(done["created_at"][:10])
+    await communicator.disconnect()
