@@ -5,7 +5,9 @@ test fixture). Replay sends a stored (or edited) request through the pipeline ag
 
 from __future__ import annotations
 
+import difflib
 import itertools
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +37,8 @@ _CURL_HEADERS = ("content-type", "anthropic-version", "anthropic-beta", "x-api-k
 _CURL_SECRETS = {"x-api-key": "$ANTHROPIC_API_KEY", "authorization": "Bearer $ANTHROPIC_AUTH_TOKEN"}
 # A body longer than this goes in a file (``--data-binary @body.json``) the page links to.
 CURL_INLINE_MAX = 4000
+# Texts up to this size are compared word by word on the replay's page.
+COMPARE_WORDS_MAX = 40_000
 # A silence longer than this between two moments of an exchange is highlighted on its timeline.
 STALL_MS = 1000.0
 
@@ -462,9 +466,27 @@ def exchange_replay(exchange: Exchange, *, target: str, user: str, body: dict[st
     return record.id
 
 
+def words_marked(old: str, new: str) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """Both texts as (piece, differs) runs, word by word, so the page can mark what changed."""
+    a, b = re.split(r"(\s+)", old), re.split(r"(\s+)", new)
+    before: list[tuple[str, bool]] = []
+    after: list[tuple[str, bool]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if i2 > i1:
+            before.append(("".join(a[i1:i2]), tag != "equal"))
+        if j2 > j1:
+            after.append(("".join(b[j1:j2]), tag != "equal"))
+    return before, after
+
+
 def replay_comparison(original: Exchange, replayed: Exchange) -> dict[str, Any]:
-    """What differs between the original's message and the replay's, path by path."""
+    """What differs between the original's message and the replay's, path by path; in a changed
+    text, the words that differ."""
     before, after = exchange_message(original), exchange_message(replayed)
     changes = json_diff(before, after) if before is not None and after is not None else []
-    return {"rows": change_rows(changes), "same": before is not None and after is not None and not changes,
+    rows = change_rows(changes) or []
+    for row, change in zip(rows, changes, strict=True):
+        if isinstance(change.old, str) and isinstance(change.new, str) and len(change.old) + len(change.new) < COMPARE_WORDS_MAX:
+            row["old_marks"], row["new_marks"] = words_marked(change.old, change.new)
+    return {"rows": rows, "same": before is not None and after is not None and not changes,
             "before": json_pretty(before) if before is not None else "", "after": json_pretty(after) if after is not None else ""}

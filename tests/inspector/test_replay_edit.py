@@ -74,7 +74,8 @@ def test_an_edited_request_is_replayed_and_the_comparison_marks_what_differs(
     diff = page.split('id="compare-diff"', 1)[1].split("</table>", 1)[0]
     row = diff.split('data-path="content[0].text"', 1)[1].split("</tr>", 1)[0]
     assert 'op-changed' in diff.split('data-path="content[0].text"', 1)[0].rsplit("<tr", 1)[1]
-    assert "You said: Say hello" in row and "You said: Say goodbye" in row
+    old, new = row.split('class="new"', 1)
+    assert "You said: Say <mark>hello</mark>" in old and "You said: Say <mark>goodbye</mark>" in new
     assert 'data-path="id"' in diff  # each message has its own id
     assert 'data-path="model"' not in diff  # what is the same is not listed
 
