@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.admin.utils import quote
 from django.db.models import Count, Max, Min, Q, Sum
@@ -50,8 +51,6 @@ def session_url(session_id: str) -> str:
 
 
 def session_list_url(session_id: str) -> str:
-    from urllib.parse import urlencode
-
     return reverse("admin:inspector_exchange_changelist") + "?" + urlencode({"session_id": session_id})
 
 
@@ -252,8 +251,11 @@ def _change(seen: bool, previous: Any, current: Any) -> TurnChange:
 
 def turns_compare(turns: list[SessionTurn]) -> None:
     """Fill ``client`` and ``backend`` of every turn (in time order) from the bodies, read a few
-    exchanges at a time; only the previous bodies of each agent are kept."""
-    previous: dict[str, tuple[Any, Any]] = {}
+    exchanges at a time; only the previous bodies of each agent are kept. The backend's request
+    is compared with the agent's previous request that reached a backend (a rejected request
+    never did: its ``backend`` stays None)."""
+    clients: dict[str, Any] = {}
+    backends: dict[str, Any] = {}
     for start in range(0, len(turns), _BODY_BATCH):
         batch = turns[start:start + _BODY_BATCH]
         loaded = list(Exchange.objects.filter(pk__in=[t.exchange.id for t in batch])
@@ -264,11 +266,12 @@ def turns_compare(turns: list[SessionTurn]) -> None:
             body = by_id.get(turn.exchange.id)
             client, backend = _bodies(body) if body is not None else (None, None)
             agent = turn.exchange.agent_id
-            seen = agent in previous
-            before_client, before_backend = previous.get(agent, (None, None))
-            turn.client = _change(seen, before_client, client)
-            turn.backend = _change(seen, before_backend, backend) if backend is not None or seen else None
-            previous[agent] = (client, backend)
+            turn.client = _change(agent in clients, clients.get(agent), client)
+            clients[agent] = client
+            if backend is not None:
+                turn.backend = _change(agent in backends, backends.get(agent), backend)
+            if backend is not None or turn.exchange.backend_name:
+                backends[agent] = backend
 
 
 def sessions_recent(*, days: int = 7, limit: int = 100) -> list[dict[str, Any]]:
@@ -291,17 +294,22 @@ def session_panel_context(exchange: Exchange) -> dict[str, Any] | None:
     if not exchange.session_id:
         return None
     same_agent = Exchange.objects.filter(session_id=exchange.session_id, agent_id=exchange.agent_id)
-    earlier = same_agent.filter(created_at__lt=exchange.created_at)
-    previous = earlier.order_by("-created_at").only("id", "client_request", "upstream_request").first()
+    earlier = same_agent.filter(created_at__lt=exchange.created_at).order_by("-created_at")
+    previous = earlier.only("id", "backend_name", "client_request", "upstream_request").first()
     next_id = (same_agent.filter(created_at__gt=exchange.created_at).order_by("created_at")
                .values_list("id", flat=True).first())
     client, backend = _bodies(exchange)
+    before_client = before_backend = None
     if previous is not None:
         exchanges_load([previous])
         before_client, before_backend = _bodies(previous)
-    else:
-        before_client = before_backend = None
-    seen = previous is not None
+    reached = previous is not None and (before_backend is not None or bool(previous.backend_name))
+    if backend is not None and previous is not None and not reached:
+        # The previous turn never reached a backend (rejected): compare with the last that did.
+        older = earlier.exclude(backend_name="").only("id", "client_request", "upstream_request").first()
+        if older is not None:
+            exchanges_load([older])
+            before_backend, reached = _bodies(older)[1], True
     return {
         "session_id": exchange.session_id, "session_url": session_url(exchange.session_id),
         "session_list_url": session_list_url(exchange.session_id),
@@ -309,6 +317,6 @@ def session_panel_context(exchange: Exchange) -> dict[str, Any] | None:
         "turn_number": earlier.count() + 1,
         "previous_id": previous.id if previous else "", "previous_url": exchange_url(previous.id) if previous else "",
         "next_id": next_id or "", "next_url": exchange_url(next_id) if next_id else "",
-        "client": _change(seen, before_client, client),
-        "backend": _change(seen, before_backend, backend) if backend is not None else None,
+        "client": _change(previous is not None, before_client, client),
+        "backend": _change(reached, before_backend, backend) if backend is not None else None,
     }

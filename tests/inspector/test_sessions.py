@@ -34,12 +34,13 @@ async def _drain(parts: Any) -> bytes:
     return b"".join([part async for part in parts])
 
 
-def turn_send(turn: Turn) -> str:
+def turn_send(turn: Turn, key: str = KEY) -> str:
     headers = {k: v for k, v in turn.headers.items() if k.lower() != "content-type"}
     response = Client().post("/v1/messages", turn.raw(), content_type="application/json",
-                             headers={**headers, "x-api-key": KEY})
-    async_to_sync(_drain)(response.streaming_content)  # type: ignore[attr-defined]
-    assert response.status_code == 200
+                             headers={**headers, "x-api-key": key})
+    if response.streaming:
+        async_to_sync(_drain)(response.streaming_content)  # type: ignore[attr-defined]
+    assert response.status_code == (200 if key == KEY else 401)
     return str(response["request-id"])
 
 
@@ -238,3 +239,23 @@ def test_the_session_page_of_rows_without_bodies_renders(staff: Client) -> None:
     exchange_row("a1", 2, "sub", "main")
     page = staff.get("/admin/inspector/exchange/sessions/s-rows/")
     assert page.status_code == 200 and "not compared: this request" in page.content.decode()
+
+
+def test_a_rejected_turn_is_in_the_thread_and_the_retry_compares_with_what_the_backend_last_got(
+        gateway_setup: str, upstream: Upstream) -> None:
+    upstream.handler = lambda request: sse_response(sse_chunks([{"content": "On it."}]))
+    first, second = claude_code_session(2, session_id="s-retry")
+    ids = [turn_send(first), turn_send(second, key="dgm_wrong_key_0000000000000000"), turn_send(second)]
+    assert recorder.flush(10)
+    thread = session_thread("s-retry")
+    assert thread is not None and thread.totals.errors == 1
+    turns = thread.agents[0].turns
+    assert [t.exchange.id for t in turns] == ids
+    assert [t.client.kind if t.client else None for t in turns] == ["first", "appended", "same"]
+    assert turns[1].failed and turns[1].backend is None  # it never reached a backend
+    assert turns[2].backend is not None and turns[2].backend.kind == "appended"
+    exchange = Exchange.objects.get(pk=ids[2])
+    exchanges_load([exchange])
+    panel = session_panel_context(exchange)
+    assert panel is not None and panel["previous_id"] == ids[1]
+    assert panel["client"].kind == "same" and panel["backend"].kind == "appended"
