@@ -206,6 +206,10 @@ def session_panel(exchange: Exchange) -> dict[str, Any] | None:
             "url": url, "list_url": f"{reverse('admin:inspector_exchange_changelist')}?session_id={exchange.session_id}"}
 
 
+def _bodies_both(exchange: Exchange) -> bool:
+    return _body(exchange.client_request) is not None and _body(exchange.upstream_request) is not None
+
+
 def exchange_message(exchange: Exchange) -> Any:
     """The message the client got: folded from its events when streamed, else the body."""
     events = [e[2] for e in client_events(exchange)]
@@ -223,7 +227,7 @@ def exchange_page_context(exchange: Exchange) -> dict[str, Any]:
         "session": session_panel(exchange),
         "conversation": request_conversation(_body(exchange.client_request)),
         "reply": message_conversation(message),
-        "request_diff": diff_split(changes) if rejected is None else None,
+        "request_diff": diff_split(changes) if rejected is None and _bodies_both(exchange) else None,
         "notes_unmatched": notes_unmatched(changes, notes),
         "response_diff": diff_split(response_changes) if rejected is None else None,
         "lanes": stream_lanes(exchange) if upstream_chunks(exchange) or client_events(exchange) else None,
@@ -234,6 +238,7 @@ def exchange_page_context(exchange: Exchange) -> dict[str, Any]:
         "curl": exchange_curl(exchange),
         "curl_body_file": curl_body_file(exchange),
         "client_body_json": json_pretty(_body(exchange.client_request)),
+        "client_body_stored": _body(exchange.client_request) not in (None, ""),
         "upstream_body_json": json_pretty(_body(exchange.upstream_request)),
         "upstream_response_json": json_pretty(exchange.upstream_response or {}),
         "client_response_json": json_pretty(exchange.client_response or {}),

@@ -24,16 +24,23 @@ def shot(page: Any, name: str) -> None:
 
 def test_a_vllm_prefill_shows_continue_final_message_added_by_the_prefill_rule(
         page: Any, admin_gateway: Gateway) -> None:
+    page.set_viewport_size({"width": 1440, "height": 900})
     request_id = messages_post(admin_gateway, PREFILL)
     exchange_stored(admin_gateway, request_id, page)
-    row = page.locator('#request-diff tr[data-path="continue_final_message"]')
+    row = page.locator('#request-diff table.diff-rules tr[data-path="continue_final_message"]')
     assert row.locator("td.op").inner_text() == "added"
     assert "prefill.continue_final_message" in row.inner_text()
+    # What no rule did (the model the route names) is folded behind its count, not among the rules.
+    mapping = page.locator("#request-diff .diff-mapping")
+    mapping.locator("summary").click()
+    assert mapping.locator('tr[data-path="model"] td.op').inner_text() == "changed"
+    assert page.locator('#request-diff table.diff-rules tr[data-path="model"]').count() == 0
     page.locator("#request-diff").scroll_into_view_if_needed()
     shot(page, "exchange-diff.png")
 
 
 def test_a_streamed_exchange_shows_upstream_chunks_beside_client_events(page: Any, admin_gateway: Gateway) -> None:
+    page.set_viewport_size({"width": 1440, "height": 900})
     request_id = messages_post(admin_gateway, {**PREFILL, "messages": PREFILL["messages"][:1], "stream": True})
     exchange_stored(admin_gateway, request_id, page)
     lanes = page.locator("#stream-lanes")
