@@ -98,5 +98,6 @@ def test_the_sessions_index_links_to_the_session(page: Any, session_id: str) -> 
     page.goto("/admin/inspector/exchange/sessions/")
     row = page.locator(f'#sessions-table tr[data-session="{session_id}"]')
     assert row.locator("td").nth(3).inner_text() == "13" and row.locator("td").nth(4).inner_text() == "2"
+    shot(page, "sessions.png")
     row.locator("a").click()
     page.wait_for_url(f"**/sessions/{session_id}/")
