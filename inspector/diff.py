@@ -78,13 +78,80 @@ def _walk_list(old: list[Any], new: list[Any], old_path: str, new_path: str, out
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
-        paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
-        for k in range(paired):
-            _walk(old[i1 + k], new[j1 + k], f"{old_path}[{i1 + k}]", f"{new_path}[{j1 + k}]", out)
-        for i in range(i1 + paired, i2):
-            out.append(Change(REMOVED, f"{old_path}[{i}]", "", old=old[i]))
-        for j in range(j1 + paired, j2):
-            out.append(Change(ADDED, "", f"{new_path}[{j}]", new=new[j]))
+        for i, j in _pairs(old[i1:i2], new[j1:j2]):
+            if i is not None and j is not None:
+                _walk(old[i1 + i], new[j1 + j], f"{old_path}[{i1 + i}]", f"{new_path}[{j1 + j}]", out)
+            elif i is not None:
+                out.append(Change(REMOVED, f"{old_path}[{i1 + i}]", "", old=old[i1 + i]))
+            elif j is not None:
+                out.append(Change(ADDED, "", f"{new_path}[{j1 + j}]", new=new[j1 + j]))
+
+
+# Replaced runs up to this many element pairs are aligned by what the elements share.
+_ALIGN_MAX = 40_000
+
+
+def _strings(value: Any, out: set[str]) -> set[str]:
+    if isinstance(value, str):
+        out.add(value)
+    elif isinstance(value, dict):
+        for child in value.values():
+            _strings(child, out)
+    elif isinstance(value, list):
+        for child in value:
+            _strings(child, out)
+    return out
+
+
+def _pairs(old: list[Any], new: list[Any]) -> list[tuple[int | None, int | None]]:
+    """Which elements of two replaced runs are the same element changed, in order: the
+    alignment sharing the most strings (a message keeps its role, its text, its tool call id
+    through a translation), so a hoisted system message does not shift every later pairing.
+    Elements sharing nothing are removed and added. Long runs pair by position."""
+    n, m = len(old), len(new)
+    if n * m > _ALIGN_MAX:
+        paired = min(n, m)
+        return ([(k, k) for k in range(paired)] + [(i, None) for i in range(paired, n)]
+                + [(None, j) for j in range(paired, m)])
+    a = [_strings(v, set()) for v in old]
+    b = [_strings(v, set()) for v in new]
+    score = [[len(x & y) for y in b] for x in a]
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            take = best[i + 1][j + 1] + score[i][j] if score[i][j] else -1
+            best[i][j] = max(take, best[i + 1][j], best[i][j + 1])
+    out: list[tuple[int | None, int | None]] = []
+    i = j = 0
+    while i < n and j < m:
+        if score[i][j] and best[i][j] == best[i + 1][j + 1] + score[i][j]:
+            out.append((i, j))
+            i, j = i + 1, j + 1
+        elif best[i][j] == best[i + 1][j]:
+            out.append((i, None))
+            i += 1
+        else:
+            out.append((None, j))
+            j += 1
+    out += [(k, None) for k in range(i, n)] + [(None, k) for k in range(j, m)]
+    # What shares nothing with its neighbour run but sits at the same place is one element changed.
+    return _pair_leftovers(out)
+
+
+def _pair_leftovers(pairs: list[tuple[int | None, int | None]]) -> list[tuple[int | None, int | None]]:
+    """A removed element directly followed by an added one (nothing in common: a scalar
+    replaced) is one change, as a plain diff shows it."""
+    out: list[tuple[int | None, int | None]] = []
+    k = 0
+    while k < len(pairs):
+        i, j = pairs[k]
+        if j is None and k + 1 < len(pairs) and pairs[k + 1][0] is None:
+            out.append((i, pairs[k + 1][1]))
+            k += 2
+            continue
+        out.append((i, j))
+        k += 1
+    return out
 
 
 _SEGMENT = re.compile(r"[^.\[\]]+|\[\d+\]")
@@ -218,13 +285,15 @@ def mapping_pair(changes: list[Change]) -> list[Change]:
             touched.update(_prefixes(best))
             mapped.append(Change(MAPPED, path, best, old=value, new=value))
             return
+        mapped_before, left_before = len(mapped), len(left_removed)
         if isinstance(value, dict) and value:
             for key, child in value.items():
                 take(_key_path(path, key), child)
         elif isinstance(value, list) and value:
             for i, child in enumerate(value):
                 take(f"{path}[{i}]", child)
-        else:
+        if len(mapped) == mapped_before:  # nothing inside found elsewhere: removed whole
+            del left_removed[left_before:]
             left_removed.append((path, value))
 
     for change in removed:
@@ -256,3 +325,19 @@ def mapping_pair(changes: list[Change]) -> list[Change]:
             mapped.append(Change(MAPPED, path, new_path, old=value, new=new_value))
     return (mapped + others + out_removed
             + [Change(ADDED, "", p, new=v) for p, v in left_added])
+
+
+def _generic(path: str) -> str:
+    return re.sub(r"\[\d+\]", "[*]", path)
+
+
+def changes_grouped(changes: list[Change]) -> list[tuple[Change, int]]:
+    """Changes that repeat for every element of a list (``tools[*].type`` added ``function``,
+    each tool's ``input_schema`` moved to ``function.parameters``) as one row with a count, the
+    first as its example; in the order they first appear."""
+    groups: dict[tuple[str, str, bytes, bytes], list[Change]] = {}
+    for change in changes:
+        moved = change.op == MAPPED and change.old == change.new
+        key = (change.op, _generic(change.path), b"" if moved else _canon(change.old), b"" if moved else _canon(change.new))
+        groups.setdefault(key, []).append(change)
+    return [(members[0], len(members)) for members in groups.values()]

@@ -18,7 +18,15 @@ from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
 from inspector.conversation import message_conversation, request_conversation
-from inspector.diff import Change, json_diff, mapping_pair, notes_attach, notes_unmatched
+from inspector.diff import (
+    MAPPED,
+    Change,
+    changes_grouped,
+    json_diff,
+    mapping_pair,
+    notes_attach,
+    notes_unmatched,
+)
 from inspector.hooks import Route, RouteTable, hooks
 from inspector.models import Exchange
 from inspector.recorder import ExchangeRecord, recorder
@@ -178,7 +186,18 @@ def diff_split(changes: list[Change] | None) -> dict[str, Any] | None:
         return None
     ruled = [c for c in changes if c.note is not None]
     mapping = mapping_pair([c for c in changes if c.note is None])
-    return {"rules": change_rows(ruled), "mapping": change_rows(mapping), "count": len(mapping)}
+    rows = []
+    for change, count in changes_grouped(mapping):
+        row = {"op": change.op, "path": change.path, "old": json_short(change.old), "new": json_short(change.new),
+               "count": count, "moved": change.op == MAPPED and change.old == change.new}
+        if count > 1:
+            row["path"] = _path_generic(change.path)
+        rows.append(row)
+    return {"rules": change_rows(ruled), "mapping": rows, "count": len(mapping)}
+
+
+def _path_generic(path: str) -> str:
+    return re.sub(r"\[\d+\]", "[*]", path)
 
 
 def exchange_rejected(exchange: Exchange) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from inspector.diff import (
     MAPPED,
     REMOVED,
     Change,
+    changes_grouped,
     json_diff,
     mapping_pair,
     notes_attach,
@@ -130,3 +131,34 @@ def test_a_chat_response_maps_onto_the_message_with_finish_reason_as_stop_reason
 def test_an_added_value_is_matched_once() -> None:
     rows = [(c.op, c.path) for c in mapping_pair(json_diff({"a": "x"}, {"b": "x", "c": "x"}))]
     assert rows == [(MAPPED, "a → b"), (ADDED, "c")]
+
+
+def test_a_hoisted_system_message_does_not_shift_the_pairing_of_translated_messages() -> None:
+    old = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Read a.txt"}]},
+                        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Read"}]},
+                        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "hi"}]}]}
+    new = {"messages": [{"role": "system", "content": "Be terse."},
+                        {"role": "user", "content": "Read a.txt"},
+                        {"role": "assistant", "tool_calls": [{"id": "toolu_1", "function": {"name": "Read"}}]},
+                        {"role": "tool", "tool_call_id": "toolu_1", "content": "hi"}]}
+    rows = ops(json_diff(old, new))
+    assert ("added", "messages[0]") in rows
+    assert ("changed", "messages[0].content → messages[1].content") in rows
+    assert ("added", "messages[2].tool_calls") in rows and ("removed", "messages[1].content") in rows
+    assert ("changed", "messages[2].role → messages[3].role") in rows
+    assert not any(p.startswith("messages[0].role") for _, p in rows)  # user stays paired with user
+
+
+def test_a_change_repeated_in_every_element_is_one_row_with_its_count() -> None:
+    old = {"tools": [{"name": n, "input_schema": {"p": n}} for n in ("A", "B", "C")]}
+    new = {"tools": [{"type": "function", "function": {"name": n, "parameters": {"p": n}}} for n in ("A", "B", "C")]}
+    grouped = [(c.op, c.path, count) for c, count in changes_grouped(mapping_pair(json_diff(old, new)))]
+    assert grouped == [(MAPPED, "tools[0].name → tools[0].function.name", 3),
+                       (MAPPED, "tools[0].input_schema → tools[0].function.parameters", 3),
+                       (ADDED, "tools[0].type", 3)]
+
+
+def test_a_removed_object_nothing_of_which_went_elsewhere_is_one_removed_row() -> None:
+    rows = [(c.op, c.path) for c in mapping_pair(json_diff({"thinking": {"type": "enabled", "budget_tokens": 10}, "a": 1},
+                                                           {"a": 1}))]
+    assert rows == [(REMOVED, "thinking")]
