@@ -29,9 +29,9 @@ from inspector.usage import (
     UsageTotal,
     usage_buckets,
     usage_csv_lines,
+    usage_overall,
     usage_query_parse,
     usage_rows,
-    usage_sum,
     usage_totals,
 )
 from inspector.usage_chart import group_label, usage_chart
@@ -111,7 +111,8 @@ class UsagePages(admin.ModelAdmin):
         context = self._context(
             request, query, notes, title="Usage", chart=chart,
             rows=[self._row(t, group=query.group, query=query) for t in totals],
-            sum=self._row(usage_sum(totals), group=None, query=query) if totals else None,
+            sum=self._row(usage_overall(since=query.since, until=query.until, endpoint=query.endpoint),
+                          group=None, query=query) if len(totals) > 1 else None,
             group_name=dict(CHOICES["group"])[query.group].removeprefix("per "),
             csv_url=reverse("admin:inspector_exchange_usage_csv") + "?" + urlencode(query.params()))
         return TemplateResponse(request, "admin/inspector/exchange/usage.html", context)
@@ -147,7 +148,7 @@ class UsagePages(admin.ModelAdmin):
         sessions = (scope.exclude(session_id="").values("session_id")
                     .annotate(first=Min("created_at"), last=Max("created_at"), requests=Count("pk"))
                     .order_by("-last")[:RECENT])
-        total = usage_sum(models)
+        total = usage_overall(**window, endpoint=query.endpoint, key_name=key_name)
         context = self._context(
             request, query, notes, title=f"Usage of key {key_name}", key_name=key_name, chart=chart,
             total=self._row(total, group=None, query=query) if total.requests else None,

@@ -242,20 +242,35 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return values[low] + (values[high] - values[low]) * (rank - low)
 
 
-def _percentiles(qs: QuerySet[Exchange], column: str) -> dict[str, tuple[float | None, float | None]]:
+def _percentiles(qs: QuerySet[Exchange], column: str | None) -> dict[str, tuple[float | None, float | None]]:
+    """TTFT p50 and p95 per value of ``column`` (all of ``qs`` under the key "" when None)."""
     if connection.vendor == "postgresql":
-        rows = qs.values(column).annotate(p50=_PercentileCont("ttft_ms", fraction=0.5),
-                                          p95=_PercentileCont("ttft_ms", fraction=0.95))
-        return {row[column]: (row["p50"], row["p95"]) for row in rows}
+        fractions = {"p50": _PercentileCont("ttft_ms", fraction=0.5), "p95": _PercentileCont("ttft_ms", fraction=0.95)}
+        if column is None:
+            found = qs.aggregate(**fractions)
+            return {"": (found["p50"], found["p95"])}
+        return {row[column]: (row["p50"], row["p95"]) for row in qs.values(column).annotate(**fractions)}
     values: dict[str, list[float]] = {}
-    sample = qs.filter(ttft_ms__isnull=False).order_by("-created_at").values_list(column, "ttft_ms")
-    for name, ttft in sample[:PERCENTILE_SAMPLE]:
-        values.setdefault(name, []).append(ttft)
+    sample = qs.filter(ttft_ms__isnull=False).order_by("-created_at")
+    pairs: Iterable[tuple[str, float | None]] = (
+        sample.values_list(column, "ttft_ms")[:PERCENTILE_SAMPLE] if column
+        else (("", ttft) for ttft in sample.values_list("ttft_ms", flat=True)[:PERCENTILE_SAMPLE]))
+    for name, ttft in pairs:
+        if ttft is not None:
+            values.setdefault(name, []).append(ttft)
     out: dict[str, tuple[float | None, float | None]] = {}
-    for name, found in values.items():
-        found.sort()
-        out[name] = (percentile(found, 0.5), percentile(found, 0.95))
+    for name, found_values in values.items():
+        found_values.sort()
+        out[name] = (percentile(found_values, 0.5), percentile(found_values, 0.95))
     return out
+
+
+def _total(row: dict[str, Any], group: str, percentiles: dict[str, tuple[float | None, float | None]]) -> UsageTotal:
+    p50, p95 = percentiles.get(group, (None, None))
+    return UsageTotal(group=group, requests=row["requests"], errors=row["errors"], input_tokens=row["input_tokens"],
+                      output_tokens=row["output_tokens"], cache_read_tokens=row["cache_read_tokens"],
+                      cache_creation_tokens=row["cache_creation_tokens"], ttft_avg_ms=row["ttft_avg_ms"],
+                      ttft_p50_ms=p50, ttft_p95_ms=p95)
 
 
 def usage_totals(*, since: datetime, until: datetime, group: Group, endpoint: Endpoint = "all",
@@ -264,30 +279,15 @@ def usage_totals(*, since: datetime, until: datetime, group: Group, endpoint: En
     column = GROUP_COLUMN[group]
     qs = _exchanges(since=since, until=until, endpoint=endpoint, key_name=key_name)
     percentiles = _percentiles(qs, column)
-    totals = [UsageTotal(group=row[column], requests=row["requests"], errors=row["errors"],
-                         input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
-                         cache_read_tokens=row["cache_read_tokens"],
-                         cache_creation_tokens=row["cache_creation_tokens"], ttft_avg_ms=row["ttft_avg_ms"],
-                         ttft_p50_ms=percentiles.get(row[column], (None, None))[0],
-                         ttft_p95_ms=percentiles.get(row[column], (None, None))[1])
-              for row in qs.values(column).annotate(**_metrics())]
+    totals = [_total(row, row[column], percentiles) for row in qs.values(column).annotate(**_metrics())]
     return sorted(totals, key=lambda t: (-t.tokens, -t.requests, t.group))
 
 
-def usage_sum(totals: Iterable[UsageTotal]) -> UsageTotal:
-    """All groups together (percentiles are not additive: left out)."""
-    found = list(totals)
-    requests = sum(t.requests for t in found)
-    timed = [(t.ttft_avg_ms, t.requests) for t in found if t.ttft_avg_ms is not None]
-    # The average of averages weighted by requests is close, not exact (requests without a TTFT).
-    weight = sum(n for _, n in timed)
-    return UsageTotal(group="", requests=requests, errors=sum(t.errors for t in found),
-                      input_tokens=sum(t.input_tokens for t in found),
-                      output_tokens=sum(t.output_tokens for t in found),
-                      cache_read_tokens=sum(t.cache_read_tokens for t in found),
-                      cache_creation_tokens=sum(t.cache_creation_tokens for t in found),
-                      ttft_avg_ms=sum(a * n for a, n in timed) / weight if weight else None,
-                      ttft_p50_ms=None, ttft_p95_ms=None)
+def usage_overall(*, since: datetime, until: datetime, endpoint: Endpoint = "all",
+                  key_name: str | None = None) -> UsageTotal:
+    """All of [since, until) in one row (its group is "")."""
+    qs = _exchanges(since=since, until=until, endpoint=endpoint, key_name=key_name)
+    return _total(qs.aggregate(**_metrics()), "", _percentiles(qs, None))
 
 
 CSV_HEADER = ["bucket_start", "{group}", "requests", "errors", "input_tokens", "output_tokens",

@@ -108,15 +108,14 @@ def _title(row: UsageRow, name: str, bucket: Bucket, metric: Metric) -> str:
 
 
 def _merge(rows: list[UsageRow], bucket: datetime) -> UsageRow:
-    """The groups outside the top ones, added together for one bucket."""
-    timed = [(r.ttft_avg_ms, r.requests) for r in rows if r.ttft_avg_ms is not None]
-    weight = sum(n for _, n in timed)
+    """The groups outside the top ones, added together for one bucket (no TTFT average: the
+    groups' averages do not add up to it exactly)."""
     return UsageRow(bucket=bucket, group=OTHER, requests=sum(r.requests for r in rows),
                     errors=sum(r.errors for r in rows), input_tokens=sum(r.input_tokens for r in rows),
                     output_tokens=sum(r.output_tokens for r in rows),
                     cache_read_tokens=sum(r.cache_read_tokens for r in rows),
                     cache_creation_tokens=sum(r.cache_creation_tokens for r in rows),
-                    ttft_avg_ms=sum(a * n for a, n in timed) / weight if weight else None)
+                    ttft_avg_ms=None)
 
 
 def usage_chart(*, rows: Iterable[UsageRow], buckets: list[datetime], bucket: Bucket, metric: Metric,

@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from inspector.models import Exchange
@@ -22,6 +24,7 @@ from inspector.usage import (
     percentile,
     usage_buckets,
     usage_csv_lines,
+    usage_overall,
     usage_query_parse,
     usage_rows,
     usage_totals,
@@ -142,6 +145,16 @@ def test_totals_per_group_have_the_ttft_average_and_percentiles(db: None) -> Non
     assert (bob.requests, bob.errors, bob.error_rate, bob.ttft_p50_ms) == (2, 1, 0.5, None)
 
 
+def test_the_overall_row_is_exact_over_requests_with_and_without_a_ttft(db: None) -> None:
+    Exchange.objects.bulk_create([make(T0, ttft=100.0, tokens=(1, 0, 0, 0)), make(T0, ttft=300.0),
+                                  make(T0, key="bob", ttft=800.0), make(T0, key="bob", status=401),
+                                  make(T0, key="carol")])
+    overall = usage_overall(since=T0, until=T0 + timedelta(hours=1))
+    assert (overall.requests, overall.errors, overall.input_tokens) == (5, 1, 1)
+    assert (overall.ttft_avg_ms, overall.ttft_p50_ms, overall.ttft_p95_ms) == (400.0, 300.0, pytest.approx(750.0))
+    assert usage_overall(since=T0, until=T0 + timedelta(hours=1), key_name="carol").ttft_p50_ms is None
+
+
 def test_percentile_interpolates_between_ranks_as_percentile_cont_does() -> None:
     assert percentile([], 0.5) is None
     assert percentile([7.0], 0.95) == 7.0
@@ -238,6 +251,16 @@ def test_the_usage_page_draws_bars_per_key_and_tabulates_each_key(staff: Client,
     assert "50.0%" in bob and "700" in bob  # one error out of two; 700 tokens in
     assert "6,650" in table.split("alice", 1)[1].split("</tr>", 1)[0]  # all of alice's tokens: 1,300 + 350 + 5,000
     assert "Download CSV" in page
+
+
+def test_the_usage_pages_never_read_a_body_column(staff: Client, recent: list[Exchange]) -> None:
+    bodies = ("client_request", "upstream_request", "upstream_response", "client_response", "bodies")
+    for url in ("/admin/inspector/exchange/usage/?group=model", "/admin/inspector/exchange/usage/csv/",
+                "/admin/inspector/exchange/usage/key/alice/"):
+        with CaptureQueriesContext(connection) as queries:
+            assert staff.get(url).status_code == 200
+        read = [q["sql"] for q in queries.captured_queries if "inspector_exchange" in q["sql"]]
+        assert read and not [sql for sql in read if any(f'"{name}"' in sql for name in bodies)], url
 
 
 def test_an_empty_range_says_so(staff: Client) -> None:
