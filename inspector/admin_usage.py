@@ -132,6 +132,7 @@ class UsagePages(admin.ModelAdmin):
 
     def usage_key_view(self, request: HttpRequest, key_name: str) -> HttpResponse:
         query, notes = self._query(request)
+        key_name = key_name.replace("\x00", "")  # as the recorder stores names (PostgreSQL refuses NUL)
         window = {"since": query.since, "until": query.until}
         rows = usage_rows(**window, endpoint=query.endpoint, key_name=key_name, bucket=query.bucket, group="model")
         models = usage_totals(**window, endpoint=query.endpoint, key_name=key_name, group="model")

@@ -120,13 +120,15 @@ def _moment(value: str, *, end: bool) -> datetime | None:
     try:
         day = parse_date(value)
         moment = None if day else parse_datetime(value)
-    except ValueError:
+        if day is not None:
+            return day_start(day + timedelta(days=1) if end else day)
+        if moment is None:
+            return None
+        aware = timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+        aware.astimezone(UTC)  # the first and last days of the calendar have no UTC time in every zone
+        return aware
+    except (ValueError, OverflowError):
         return None
-    if day is not None:
-        return day_start(day + timedelta(days=1) if end else day)
-    if moment is None:
-        return None
-    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
 def day_start(day: date) -> datetime:

@@ -270,7 +270,8 @@ def test_an_empty_range_says_so(staff: Client) -> None:
 
 @pytest.mark.parametrize("query", ["range=forever", "bucket=week&group=color", "since=not-a-date",
                                    "since=2026-12-01&until=2026-11-01", "since=99999-01-01", "endpoint=%00",
-                                   "metric=%F0%9F%92%A5"])
+                                   "metric=%F0%9F%92%A5", "until=9999-12-31", "since=0001-01-01T00:00",
+                                   "since=2026-12-01T25:00", "range=custom"])
 def test_bad_parameters_show_the_defaults_with_a_message_never_a_500(staff: Client, recent: list[Exchange],
                                                                       query: str) -> None:
     response = staff.get(f"/admin/inspector/exchange/usage/?{query}")
@@ -300,6 +301,11 @@ def test_the_key_page_shows_totals_models_errors_and_sessions(staff: Client, rec
     models = alice.split('id="key-models"', 1)[1].split("</table>", 1)[0]
     assert "claude-sonnet-4-5" in models and "claude-haiku-4-5" in models
     assert "sess-a" in alice.split('id="key-sessions"', 1)[1]
+
+
+def test_a_key_name_with_a_nul_character_finds_nothing_instead_of_failing(staff: Client) -> None:
+    response = staff.get("/admin/inspector/exchange/usage/key/a%00b/")
+    assert response.status_code == 200 and "No exchanges in this range" in response.content.decode()
 
 
 def test_a_key_without_exchanges_in_the_range_says_so(staff: Client) -> None:
