@@ -238,6 +238,16 @@ def _subtrees(value: Any, path: str) -> list[tuple[str, Any]]:
     return out
 
 
+def _common(a: str, b: str) -> int:
+    """How many leading path segments two paths share (``tools[1].name``, ``tools[1].function.name``: 2)."""
+    n = 0
+    for x, y in zip(path_segments(a), path_segments(b), strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _leaf(path: str) -> str:
     segments = [s for s in path_segments(path) if not s.startswith("[")]
     return segments[-1] if segments else ""
@@ -280,7 +290,7 @@ def mapping_pair(changes: list[Change]) -> list[Change]:
     def take(path: str, value: Any) -> None:
         candidates = [p for p in pool.get(_canon(value), []) if free(p)]
         if candidates:
-            best = next((p for p in candidates if _leaf(p) == _leaf(path)), candidates[0])
+            best = max(candidates[:64], key=lambda p: (_leaf(p) == _leaf(path), _common(p, path)))
             used.add(best)
             touched.update(_prefixes(best))
             mapped.append(Change(MAPPED, path, best, old=value, new=value))
@@ -332,12 +342,21 @@ def _generic(path: str) -> str:
 
 
 def changes_grouped(changes: list[Change]) -> list[tuple[Change, int]]:
-    """Changes that repeat for every element of a list (``tools[*].type`` added ``function``,
-    each tool's ``input_schema`` moved to ``function.parameters``) as one row with a count, the
-    first as its example; in the order they first appear."""
+    """Changes that repeat for every element of a list (``tools[*].type`` added, each tool
+    result's ``tool_call_id`` added, each tool's ``input_schema`` moved to
+    ``function.parameters``, each message's content blocks joined into a string) as one row with
+    a count, the first as its example; in the order they first appear."""
     groups: dict[tuple[str, str, bytes, bytes], list[Change]] = {}
     for change in changes:
         moved = change.op == MAPPED and change.old == change.new
-        key = (change.op, _generic(change.path), b"" if moved else _canon(change.old), b"" if moved else _canon(change.new))
+        # A value of another type in every element (content blocks joined into a string) is one
+        # reshaping, whatever each element held.
+        reshaped = change.op == CHANGED and type(change.old) is not type(change.new)
+        if change.op in (ADDED, REMOVED):  # the same field in every element, whatever its value
+            key = (change.op, _generic(change.path), b"", b"")
+        elif moved or reshaped:
+            key = (change.op, _generic(change.path), type(change.old).__name__.encode(), type(change.new).__name__.encode())
+        else:
+            key = (change.op, _generic(change.path), _canon(change.old), _canon(change.new))
         groups.setdefault(key, []).append(change)
     return [(members[0], len(members)) for members in groups.values()]

@@ -162,3 +162,10 @@ def test_a_removed_object_nothing_of_which_went_elsewhere_is_one_removed_row() -
     rows = [(c.op, c.path) for c in mapping_pair(json_diff({"thinking": {"type": "enabled", "budget_tokens": 10}, "a": 1},
                                                            {"a": 1}))]
     assert rows == [(REMOVED, "thinking")]
+
+
+def test_content_blocks_joined_into_strings_in_every_message_are_one_reshaping_row() -> None:
+    old = {"messages": [{"role": "user", "content": [{"type": "text", "text": t}]} for t in ("a b", "c d")]}
+    new = {"messages": [{"role": "user", "content": t, "name": f"n{i}"} for i, t in enumerate(("a b", "c d"))]}
+    grouped = [(c.op, c.path, count) for c, count in changes_grouped(mapping_pair(json_diff(old, new)))]
+    assert grouped == [(CHANGED, "messages[0].content", 2), (ADDED, "messages[0].name", 2)]

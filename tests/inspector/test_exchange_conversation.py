@@ -109,6 +109,10 @@ def test_a_claude_code_turn_shows_its_system_blocks_and_24_tools_and_renders_qui
     assert "24: Agent, Bash," in tools and "WebSearch" in tools
     assert conversation.count('class="turn role-') == len(turn.body["messages"])
     assert "tool call <b>" in conversation and "tool result" in conversation
+    # The translation of 24 tools and 60-odd messages folds into a handful of mapping rows.
+    mapping = page.split('class="diff-mapping"', 1)[1].split("</details>", 1)[0]
+    assert mapping.count("<tr class=") < 20
+    assert 'data-path="tools[*].input_schema → tools[*].function.parameters"' in mapping and "\u00d724" in mapping
     exchange = Exchange.objects.get(pk=response["request-id"])
     assert exchange.session_id and f"?session_id={exchange.session_id}" in page.split('id="session"', 1)[1]
     print(f"exchange page of a {len(turn.raw())}-byte Claude Code turn: {elapsed * 1000:.0f} ms")
