@@ -6,8 +6,8 @@ it as it is evaluated (``inspector.models.ExchangeQuerySet``).
 Every turn of a session re-sends the whole history, and every session the same system prompt and
 tools, so an exchange is stored as pieces (``Piece``) shared by every exchange that holds them
 and a skeleton of its own: the four body columns with each piece cut out, and where it goes.
-What becomes a piece: in a request body each element of ``messages``, ``tools``, ``input`` and a
-``system`` list, and a long ``system``/``instructions`` string; in a response the body, the
+What becomes a piece: in a request body each element of ``messages``, ``input`` and a ``system``
+list, the ``tools`` list whole, and a long ``system``/``instructions`` string; in a response the body, the
 ``message`` and each stream log (``chunks``, ``events``). A piece is the JSON bytes of its value
 (``json_bytes``: orjson, the stdlib for integers beyond 64 bits), keyed by their blake2b-128, so
 the same value is the same piece wherever it comes from; values and key order come back exactly
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the recorder imports this module before Django's apps are r
 INTERNAL_COLUMNS: frozenset[str] = frozenset({"bodies", "stored_bytes"})
 BODY_COLUMNS = ("client_request", "upstream_request", "upstream_response", "client_response")
 _REQUEST_COLUMNS = ("client_request", "upstream_request")
-_REQUEST_LISTS = ("messages", "tools", "system", "input")
+_REQUEST_ITEMS = ("messages", "input", "system")
 _REQUEST_TEXTS = ("system", "instructions")
 _RESPONSE_KEYS = ("body", "message", "chunks", "events")
 # Smaller values stay in the skeleton: a reference (its hash) would cost about as much.
@@ -59,29 +59,48 @@ def piece_compress(raw: bytes) -> bytes:
     return zlib.compress(raw, 6)
 
 
-def _cut(value: Any, path: list[Any], refs: list[list[Any]], pieces: dict[str, bytes], *, always: bool) -> Any:
-    """``value``'s place in the skeleton: None where it became a piece (recorded in ``refs``)."""
+def _piece(value: Any, pieces: dict[str, bytes], *, always: bool) -> str | None:
+    """The hash of ``value`` as a piece (added to ``pieces``), or None to keep it in the skeleton."""
     if value is None:
-        return value
+        return None
     raw = json_bytes(value)
     if not always and len(raw) < PIECE_MIN_BYTES:
-        return value
+        return None
     digest = piece_hash(raw)
     pieces[digest] = raw
-    refs.append([*path, digest])
-    return None
+    return digest
+
+
+def _cut(part: dict[str, Any], key: str, path: list[Any], refs: list[list[Any]], pieces: dict[str, bytes], *,
+         always: bool) -> None:
+    """``part[key]`` as one piece: None in the skeleton, ``[path, hash]`` in ``refs``."""
+    digest = _piece(part[key], pieces, always=always)
+    if digest is not None:
+        part[key] = None
+        refs.append([[*path, key], digest])
+
+
+def _cut_items(body: dict[str, Any], key: str, path: list[Any], refs: list[list[Any]],
+               pieces: dict[str, bytes]) -> None:
+    """Each element of the list ``body[key]`` as a piece: ``[path, [hash or None, …]]`` in
+    ``refs`` (None: the element is small and stays in the skeleton's list)."""
+    items = body[key]
+    hashes = [_piece(item, pieces, always=False) for item in items]
+    if any(hashes):
+        body[key] = [None if h else item for h, item in zip(hashes, items, strict=True)]
+        refs.append([[*path, key], hashes])
 
 
 def _cut_body(body: dict[str, Any], path: list[Any], refs: list[list[Any]], pieces: dict[str, bytes]) -> dict[str, Any]:
     out = dict(body)
-    for key in _REQUEST_LISTS:
-        items = body.get(key)
-        if isinstance(items, list):
-            out[key] = [_cut(item, [*path, key, i], refs, pieces, always=False) for i, item in enumerate(items)]
+    for key in _REQUEST_ITEMS:  # the history: every turn re-sends it and adds to its end
+        if isinstance(out.get(key), list):
+            _cut_items(out, key, path, refs, pieces)
+    if isinstance(out.get("tools"), list):  # the same from turn to turn, session to session
+        _cut(out, "tools", path, refs, pieces, always=False)
     for key in _REQUEST_TEXTS:
-        text = body.get(key)
-        if isinstance(text, str):
-            out[key] = _cut(text, [*path, key], refs, pieces, always=False)
+        if isinstance(out.get(key), str):
+            _cut(out, key, path, refs, pieces, always=False)
     return out
 
 
@@ -103,18 +122,39 @@ def bodies_split(columns: dict[str, Any]) -> Split:
         else:
             for key in _RESPONSE_KEYS:
                 if key in part:
-                    part[key] = _cut(part[key], [column, key], refs, pieces, always=key != "body")
+                    _cut(part, key, [column], refs, pieces, always=key != "body")
         skeleton[column] = part
     raw = json_bytes({"format": _FORMAT, "columns": skeleton, "refs": refs})
     return Split(skeleton=piece_compress(raw), pieces=pieces)
 
 
-def _put(skeleton: dict[str, Any], ref: list[Any], value: Any) -> None:
-    *path, last, _digest = ref
-    node = skeleton
+def _ref_hashes(ref: list[Any]) -> list[str]:
+    target = ref[1]
+    return [target] if isinstance(target, str) else [h for h in target if h]
+
+
+def skeleton_read(blob: bytes | memoryview) -> dict[str, Any]:
+    """A row's ``bodies``: ``{"columns": …, "refs": [[path, hash or [hash or None, …]], …]}``."""
+    skeleton: dict[str, Any] = json_loads_exact(zlib.decompress(bytes(blob)))
+    return skeleton
+
+
+def skeleton_hashes(skeleton: dict[str, Any]) -> set[str]:
+    """Every piece a skeleton holds."""
+    return {h for ref in skeleton["refs"] for h in _ref_hashes(ref)}
+
+
+def _put(columns: dict[str, Any], ref: list[Any], value_of: Any) -> None:
+    *path, last = ref[0]
+    node = columns
     for step in path:
         node = node[step]
-    node[last] = value
+    target = ref[1]
+    if isinstance(target, str):
+        node[last] = value_of(target)
+    else:
+        items = node[last]
+        node[last] = [value_of(h) if h else item for h, item in zip(target, items, strict=True)]
 
 
 def _missing(digest: str) -> dict[str, Any]:
@@ -140,19 +180,22 @@ def exchanges_load(exchanges: Iterable[Exchange]) -> None:
         e._bodies_loaded = True  # type: ignore[attr-defined]
         if not e.bodies:  # written before pieces: the columns hold everything
             continue
-        skeleton = json_loads_exact(zlib.decompress(bytes(e.bodies)))
+        skeleton = skeleton_read(e.bodies)
         skeletons.append((e, skeleton))
-        wanted.update(ref[-1] for ref in skeleton["refs"])
+        wanted |= skeleton_hashes(skeleton)
     found: dict[str, bytes] = {}
     ordered = sorted(wanted)
     for start in range(0, len(ordered), _IN_BATCH):
         rows = Piece.objects.filter(hash__in=ordered[start:start + _IN_BATCH]).values_list("hash", "data")
         found.update((digest, zlib.decompress(bytes(data))) for digest, data in rows)
+    def value_of(digest: str) -> Any:
+        raw = found.get(digest)
+        return json_loads_exact(raw) if raw is not None else _missing(digest)
+
     for e, skeleton in skeletons:
         columns = skeleton["columns"]
         for ref in skeleton["refs"]:
-            raw = found.get(ref[-1])
-            _put(columns, ref, json_loads_exact(raw) if raw is not None else _missing(ref[-1]))
+            _put(columns, ref, value_of)
         for column in BODY_COLUMNS:
             setattr(e, column, columns.get(column) or {})
 

@@ -19,12 +19,12 @@ from django.test import Client
 from inspector.models import Exchange, Piece
 from inspector.recorder import ExchangeRecord, recorder
 from inspector.retention import exchanges_prune, stored_bytes
-from inspector.storage import BODY_COLUMNS, exchanges_load
+from inspector.storage import BODY_COLUMNS, exchanges_load, skeleton_hashes, skeleton_read
 from inspector.views import exchange_export, exchange_fixture
 from tests.claude_code_session import Turn, claude_code_session
 from tests.conftest import KEY, Upstream
 from tests.gateway.helpers import sse_chunks, sse_response
-from translation.jsonbytes import json_bytes, json_loads_exact
+from translation.jsonbytes import json_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,7 +91,7 @@ def referenced(exchanges: list[Exchange]) -> set[str]:
     out: set[str] = set()
     for blob in Exchange.objects.filter(pk__in=[x.pk for x in exchanges]).values_list("bodies", flat=True):
         assert blob is not None
-        out.update(ref[-1] for ref in json_loads_exact(zlib.decompress(bytes(blob)))["refs"])
+        out |= skeleton_hashes(skeleton_read(blob))
     return out
 
 
