@@ -312,7 +312,8 @@ def usage_table(exchange: Exchange) -> dict[str, Any]:
 
 def exchange_timeline(exchange: Exchange) -> dict[str, Any] | None:
     """A waterfall: the recorded moments (``timings``), every upstream chunk and client event on
-    one time axis drawn to scale, the silences over ``STALL_MS`` marked with their length."""
+    one time axis drawn to scale, the backend's silences over ``STALL_MS`` marked with their
+    length and the pings the gateway sent during them."""
     marks = sorted(((str(k), float(v)) for k, v in (exchange.timings or {}).items()
                     if isinstance(v, int | float)), key=lambda kv: kv[1])
     chunks = [float(c[0]) for c in upstream_chunks(exchange) if isinstance(c[0], int | float)]
@@ -320,8 +321,10 @@ def exchange_timeline(exchange: Exchange) -> dict[str, Any] | None:
               for e in client_events(exchange) if isinstance(e[0], int | float)]
     if not marks and not chunks and not events:
         return None
-    moments = sorted({0.0, *(t for _, t in marks), *chunks, *(t for t, _ in events)})
-    total = max(moments[-1], float(exchange.duration_ms or 0), 0.001)
+    pings = [t for t, kind in events if kind == "ping"]
+    # A silence is the backend's: the pings the gateway sent meanwhile are drawn inside it.
+    moments = sorted({0.0, *(t for _, t in marks), *chunks, *(t for t, kind in events if kind != "ping")})
+    total = max(moments[-1], *pings, float(exchange.duration_ms or 0), 0.001)
 
     def left(t: float) -> float:
         return round(100 * t / total, 3)
@@ -330,7 +333,8 @@ def exchange_timeline(exchange: Exchange) -> dict[str, Any] | None:
     for before, after in itertools.pairwise(moments):
         if after - before > STALL_MS:
             stalls.append({"from_ms": round(before, 1), "to_ms": round(after, 1), "seconds": f"{(after - before) / 1000:.1f}",
-                           "left": left(before), "width": round(left(after) - left(before), 3)})
+                           "left": left(before), "width": round(left(after) - left(before), 3),
+                           "pings": sum(1 for t in pings if before < t < after)})
     rows, previous = [], 0.0
     for name, t in marks:
         rows.append({"name": name, "t_ms": round(t, 1), "left": left(previous), "width": max(left(t) - left(previous), 0.2),
@@ -339,7 +343,7 @@ def exchange_timeline(exchange: Exchange) -> dict[str, Any] | None:
     return {"total_ms": round(total, 1), "marks": rows, "stalls": stalls,
             "chunks": [left(t) for t in chunks],
             "events": [left(t) for t, kind in events if kind != "ping"],
-            "pings": [{"left": left(t), "t_ms": round(t, 1)} for t, kind in events if kind == "ping"]}
+            "pings": [{"left": left(t), "t_ms": round(t, 1)} for t in pings]}
 
 
 # -- exports --------------------------------------------------------------------------------

@@ -112,3 +112,24 @@ def test_an_edited_request_replays_and_the_comparison_highlights_what_differs(
     page.go_back()
     page.locator("#compare").scroll_into_view_if_needed()
     shot(page, "exchange-replay.png")
+
+
+def test_a_backend_stall_is_drawn_to_scale_with_the_pings_sent_meanwhile(page: Any, admin_gateway: Gateway) -> None:
+    page.set_viewport_size({"width": WIDTH, "height": 900})
+    # The mock pauses 1.5 s after its first chunk; the e2e gateway pings after 0.4 s of silence.
+    request_id = messages_post(admin_gateway, {"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": True,
+                                               "messages": [{"role": "user", "content": "[[mock:stall stall_ms=1500]]"}]})
+    exchange_stored(admin_gateway, request_id, page)
+    timeline = page.locator("#timeline")
+    [stall] = timeline.locator(".tl-stall").all()
+    seconds = float(stall.inner_text().removesuffix(" s"))
+    assert 1.4 <= seconds < 3
+    track = timeline.locator(".tl-track").bounding_box()
+    box = stall.bounding_box()
+    assert track is not None and box is not None and box["width"] > track["width"] * 0.4  # to scale
+    pings = timeline.locator(".tl-ping")
+    assert pings.count() >= 2
+    assert "ping" in page.locator("#stalls").inner_text() and "with nothing from the backend" in page.locator(
+        "#stalls").inner_text()
+    page.locator("#timings").evaluate("e => e.scrollIntoView({block: 'start'})")
+    shot(page, "exchange-timeline.png")
