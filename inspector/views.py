@@ -119,7 +119,8 @@ def validator_verdict(exchange: Exchange) -> dict[str, Any]:
                     "source": "recorded"}
     events = client_events(exchange)
     if not events:
-        return {"valid": None, "error": "", "source": "no events stored (not a stream, or not captured)"}
+        return {"valid": None, "error": "", "source": "no events stored (not captured)" if exchange.stream
+                else "not streamed: no events to check"}
     problem = stream_validate(e[2] for e in events)
     return {"valid": problem is None, "error": problem or "", "source": "checked now"}
 

@@ -134,6 +134,7 @@ def test_a_stream_that_ended_with_an_error_is_not_called_valid(staff: Client, up
     verdict = page.split('id="verdict"', 1)[1].split("</td>", 1)[0]
     assert "well-formed, ended with error" in verdict and "api_error: " in verdict and "before finishing" in verdict
     assert "verdict-ok" not in verdict
+    assert "the stream ended with api_error" in page.split('id="status"', 1)[1].split("</td>", 1)[0]
 
 
 def test_usage_is_a_table_with_message_start_the_final_figure_and_the_backends(
