@@ -153,3 +153,19 @@ def test_usage_is_a_table_with_message_start_the_final_figure_and_the_backends(
     assert ("differs" in usage.split('data-field="input_tokens"', 1)[0].rsplit("<tr", 1)[1]) == \
         (start_tokens != exchange.usage["input_tokens"])
 
+
+
+def test_documents_redacted_thinking_url_images_and_unknown_blocks_each_have_their_shape() -> None:
+    document = block_item({"type": "document", "title": "Notes", "source": {"type": "text", "media_type": "text/plain",
+                                                                             "data": "line one"}})
+    assert document["kind"] == "document" and document["title"] == "Notes"
+    assert document["text_list"][0]["text"] == "line one"
+    pdf = block_item({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "A" * 4096}})
+    assert pdf["size"] == "3 KB" and "text_list" not in pdf
+    assert block_item({"type": "redacted_thinking", "data": "x" * 12})["size"] == "12 chars"
+    image = block_item({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}})
+    assert image["url"] == "https://example.com/a.png"
+    unknown = block_item({"type": "container_upload", "file_id": "f1"})
+    assert unknown["kind"] == "other" and '"file_id": "f1"' in unknown["json"]
+    long = block_item({"type": "text", "text": "first paragraph\n\n" + "x" * 2000})
+    assert long["long"] and long["preview"] == "first paragraph"
