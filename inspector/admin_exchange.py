@@ -15,6 +15,7 @@ from django.urls import URLPattern, path, reverse
 from inspector import views
 from inspector.hooks import hooks
 from inspector.models import Exchange
+from inspector.sessions import session_panel_context
 from inspector.storage import exchanges_load
 from translation.errors import ApiError
 
@@ -57,6 +58,8 @@ class ExchangePages(admin.ModelAdmin):
             "comparison": views.replay_comparison(compare, exchange) if compare else None,
             "replay_targets": views.replay_targets(hooks.routes_now()),
             "replay_body": views.replay_body(exchange), "replay_error": "", "replay_target": "",
+            "session_panel": session_panel_context(exchange),
+            "session_panel_template": "admin/inspector/exchange/_session_panel.html",
             **extra,
         }
         return TemplateResponse(request, "admin/inspector/exchange/exchange.html", context)

@@ -195,6 +195,13 @@ def test_the_exchange_panel_renders_links_to_the_session_and_the_neighbouring_tu
     assert "prefix broken at system[2].text, char 4,102" in html
 
 
+def test_the_exchange_page_shows_its_session_panel(staff: Client, session_ids: list[str]) -> None:
+    page = staff.get(f"/admin/inspector/exchange/{quote(session_ids[9])}/change/").content.decode()
+    panel = page.split('id="session-panel"', 1)[1]
+    assert f'/admin/inspector/exchange/{quote(session_ids[8])}/change/" id="session-previous"' in panel
+    assert "prefix broken at system[2].text, char 4,102" in panel
+
+
 def exchange_row(request_id: str, second: int, agent: str, parent: str = "", **columns: Any) -> Exchange:
     """A stored exchange of session "s-rows" (metadata capture: no bodies), ``second`` s after noon."""
     from datetime import UTC, datetime
