@@ -35,3 +35,20 @@ class Migration(migrations.Migration):
             field=models.IntegerField(default=0, editable=False, help_text='What the row costs besides its pieces (retention by size).'),
         ),
     ]
+
+
+def postgresql_tune(apps, schema_editor):
+    """PostgreSQL: the bytes are zlib already, so TOAST stores them without trying pglz again
+    (STORAGE EXTERNAL), and the primary key needs no second, pattern-matching index."""
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.execute("ALTER TABLE inspector_piece ALTER COLUMN data SET STORAGE EXTERNAL")
+    schema_editor.execute("ALTER TABLE inspector_exchange ALTER COLUMN bodies SET STORAGE EXTERNAL")
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'inspector_piece' "
+                       "AND indexname LIKE 'inspector_piece_hash%%_like'")
+        for (name,) in cursor.fetchall():
+            schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
+
+
+Migration.operations.append(migrations.RunPython(postgresql_tune, migrations.RunPython.noop))

@@ -65,10 +65,11 @@ def _writer_cpu() -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
-def child(turns: int, mock_port: int) -> dict[str, Any]:
+def child(turns: int, mock_port: int, *, warm: bool) -> dict[str, Any]:
     import django
 
     django.setup()
+    from asgiref.sync import sync_to_async
     from django.conf import settings
     from django.core.management import call_command
     from django.test import AsyncClient
@@ -87,12 +88,14 @@ def child(turns: int, mock_port: int) -> dict[str, Any]:
     runtime.start()
 
     session = claude_code_session(turns)
-    before = _db_bytes()
+    # Warm: another session (its own id and history, the same Claude Code system prompt and
+    # tools) is stored first, as in a database in use; cold: the tables are empty.
+    earlier = claude_code_session(turns, session_id="5e55f0a1-0000-4000-8000-0000000000aa", seed=11) if warm else []
     measured = {"sent": 0, "writer_cpu": 0.0, "process_cpu": 0.0}
 
-    async def replay() -> None:
+    async def replay(turns: list[Any]) -> None:
         # One event loop for the whole session: the upstream pools live on it, as under daphne.
-        for turn in session:
+        for turn in turns:
             raw = turn.raw()
             measured["sent"] += len(raw)
             headers = {k: v for k, v in turn.headers.items() if k.lower() != "content-type"}
@@ -106,12 +109,21 @@ def child(turns: int, mock_port: int) -> dict[str, Any]:
             measured["process_cpu"] += time.process_time() - cpu0
             measured["writer_cpu"] += _writer_cpu() - writer0
 
-    asyncio.run(replay())
+    async def run() -> int:
+        nonlocal measured
+        if earlier:
+            await replay(earlier)
+            measured = {"sent": 0, "writer_cpu": 0.0, "process_cpu": 0.0}
+        before = await sync_to_async(_db_bytes)()
+        await replay(session)
+        return before
+
+    before = asyncio.run(run())
     sent, writer_cpu, process_cpu = int(measured["sent"]), measured["writer_cpu"], measured["process_cpu"]
     grown = _db_bytes() - before
     stats = recorder.stats()
     runtime.stop()
-    assert stats["persisted"] == len(session) and stats["lost"] == 0, stats
+    assert stats["persisted"] == len(session) + len(earlier) and stats["lost"] == 0, stats
     from django.db import connection
     from django.db.models import Sum
 
@@ -123,6 +135,7 @@ def child(turns: int, mock_port: int) -> dict[str, Any]:
             "piece_json_bytes": pieces["raw"] or 0, "skeleton_bytes": skeletons,
             "stored_bytes": sum(Exchange.objects.values_list("stored_bytes", flat=True)),
             "database": connection.vendor, "pieces": settings.INSPECTOR_STORE_PIECES, "turns": len(session),
+            "warm": warm,
             "client_bytes": sent, "db_growth_bytes": grown, "growth_ratio": round(grown / sent, 4),
             "writer_cpu_ms_per_turn": round(writer_cpu * 1000 / len(session), 2),
             "process_cpu_ms_per_turn": round(process_cpu * 1000 / len(session), 2)}
@@ -164,8 +177,8 @@ def storage_run(*, turns: int = TURNS, log: Callable[[str], None] = print) -> li
         tmp = Path(tmp_name)
         with mock_serving(tmp) as (mock_port, _pid), _databases(tmp, log) as dbs:
             for db_name, url_for in dbs:
-                for pieces in (False, True):
-                    label = f"bench_{db_name}_{'pieces' if pieces else 'whole'}"
+                for warm, pieces in ((False, False), (False, True), (True, False), (True, True)):
+                    label = f"bench_{db_name}_{'warm' if warm else 'cold'}_{'pieces' if pieces else 'whole'}"
                     env = _clean_env(DATABASE_URL=url_for(label), DRAGOMAN_SECRET_KEY="bench-secret", DEBUG="0",
                                      ALLOWED_HOSTS="testserver", DRAGOMAN_VAR_DIR=str(tmp),
                                      DJANGO_SETTINGS_MODULE="gateway.settings", DRAGOMAN_LOG_LEVEL="WARNING",
@@ -173,10 +186,11 @@ def storage_run(*, turns: int = TURNS, log: Callable[[str], None] = print) -> li
                                      DRAGOMAN_INSPECTOR_STORE_PIECES="1" if pieces else "0")
                     out = tmp / f"{label}.json"
                     subprocess.run([sys.executable, "-m", "tests.bench.storage", "--child", "--turns", str(turns),
-                                    "--mock-port", str(mock_port), "--out", str(out)],
+                                    "--mock-port", str(mock_port), "--out", str(out), *(["--warm"] if warm else [])],
                                    cwd=REPO, env=env, check=True, timeout=600)
                     result = json.loads(out.read_text())
-                    log(f"storage {db_name} {'pieces' if pieces else 'whole '}: {result['client_bytes']:,} bytes "
+                    log(f"storage {db_name} {'warm' if warm else 'cold'} {'pieces' if pieces else 'whole '}: "
+                        f"{result['client_bytes']:,} bytes "
                         f"sent, database +{result['db_growth_bytes']:,} ({result['growth_ratio']:.2f}x), writer "
                         f"{result['writer_cpu_ms_per_turn']} ms/turn, process {result['process_cpu_ms_per_turn']} ms/turn")
                     results.append(result)
@@ -186,11 +200,12 @@ def storage_run(*, turns: int = TURNS, log: Callable[[str], None] = print) -> li
 def storage_markdown(results: list[dict[str, Any]]) -> str:
     lines = [f"Replayed Claude Code session ({results[0]['turns'] if results else TURNS} turns) through the "
              "gateway and the inspector's writer:", "",
-             "| database | bodies stored | client sent | database grew | growth / sent | writer CPU per turn "
-             "| process CPU per turn |",
-             "|---|---|--:|--:|--:|--:|--:|"]
+             "| database | tables | bodies stored | client sent | database grew | growth / sent "
+             "| writer CPU per turn | process CPU per turn |",
+             "|---|---|---|--:|--:|--:|--:|--:|"]
     for r in results:
-        lines.append(f"| {r['database']} | {'as pieces' if r['pieces'] else 'whole (before)'} "
+        lines.append(f"| {r['database']} | {'another session stored' if r['warm'] else 'empty'} "
+                     f"| {'as pieces' if r['pieces'] else 'whole (before)'} "
                      f"| {r['client_bytes'] / 1e6:.2f} MB | {r['db_growth_bytes'] / 1e6:.2f} MB "
                      f"| {r['growth_ratio'] * 100:.1f} % | {r['writer_cpu_ms_per_turn']:.1f} ms "
                      f"| {r['process_cpu_ms_per_turn']:.1f} ms |")
@@ -203,10 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=TURNS)
     parser.add_argument("--mock-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         sys.path.insert(0, str(REPO))
-        result = child(args.turns, args.mock_port)
+        result = child(args.turns, args.mock_port, warm=args.warm)
         assert args.out is not None
         args.out.write_text(json.dumps(result))
         return 0
