@@ -144,10 +144,14 @@ def child(turns: int, mock_port: int, *, warm: bool) -> dict[str, Any]:
 # -- the parent: every run ------------------------------------------------------------------
 
 @contextmanager
-def _databases(tmp: Path, log: Callable[[str], None]) -> Iterator[list[tuple[str, Callable[[str], str]]]]:
+def _databases(tmp: Path, log: Callable[[str], None], *,
+               postgresql: bool) -> Iterator[list[tuple[str, Callable[[str], str]]]]:
     """(name, a fresh DATABASE_URL per run label) for SQLite and, when installed, PostgreSQL."""
     dbs: list[tuple[str, Callable[[str], str]]] = [("sqlite", lambda label: f"sqlite:///{tmp / label}.sqlite3")]
     with ExitStack() as stack:
+        if not postgresql:
+            yield dbs
+            return
         try:
             from tests.multi.services import ServiceMissing, postgres_server
 
@@ -169,15 +173,16 @@ def _databases(tmp: Path, log: Callable[[str], None]) -> Iterator[list[tuple[str
         yield dbs
 
 
-def storage_run(*, turns: int = TURNS, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def storage_run(*, turns: int = TURNS, quick: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Every run; ``quick``: SQLite with empty tables only (the smoke run)."""
     from tests.bench.harness import _clean_env, mock_serving
 
     results = []
     with tempfile.TemporaryDirectory(prefix="dragoman-bench-storage.") as tmp_name:
         tmp = Path(tmp_name)
-        with mock_serving(tmp) as (mock_port, _pid), _databases(tmp, log) as dbs:
+        with mock_serving(tmp) as (mock_port, _pid), _databases(tmp, log, postgresql=not quick) as dbs:
             for db_name, url_for in dbs:
-                for warm, pieces in ((False, False), (False, True), (True, False), (True, True)):
+                for warm, pieces in ((False, False), (False, True), *(() if quick else ((True, False), (True, True)))):
                     label = f"bench_{db_name}_{'warm' if warm else 'cold'}_{'pieces' if pieces else 'whole'}"
                     env = _clean_env(DATABASE_URL=url_for(label), DRAGOMAN_SECRET_KEY="bench-secret", DEBUG="0",
                                      ALLOWED_HOSTS="testserver", DRAGOMAN_VAR_DIR=str(tmp),
@@ -216,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.storage", description=__doc__)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--turns", type=int, default=TURNS)
+    parser.add_argument("--quick", action="store_true", help="SQLite with empty tables only")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--mock-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
@@ -226,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         assert args.out is not None
         args.out.write_text(json.dumps(result))
         return 0
-    print(storage_markdown(storage_run(turns=args.turns)))
+    results = storage_run(turns=args.turns, quick=args.quick)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(storage_markdown(results))
     return 0
 
 
