@@ -245,3 +245,24 @@ def test_pruning_by_size_deletes_the_oldest_until_rows_and_pieces_fit(
     assert referenced(kept) <= set(Piece.objects.values_list("hash", flat=True))
     assert_exact(kept, submitted)
 
+
+
+def test_pieces_deleted_behind_the_writers_back_are_stored_again_by_the_next_exchange_holding_them(
+        session_send: Callable[..., list[Turn]], submitted: dict[str, ExchangeRecord]) -> None:
+    session_send(2, session_id="first")
+    Piece.objects.all().delete()  # the writer still remembers having stored them
+    session_send(2, session_id="second")  # the same system prompt, tools and first message
+    second = [e for e in stored(submitted) if e.session_id == "second"]
+    assert len(second) == 2
+    assert referenced(second) <= set(Piece.objects.values_list("hash", flat=True))
+    assert_exact(second, submitted)
+
+
+def test_a_piece_used_again_soon_is_neither_bumped_nor_written_again(
+        session_send: Callable[..., list[Turn]]) -> None:
+    session_send(2)
+    before = dict(Piece.objects.values_list("hash", "last_used"))
+    session_send(2)  # the same requests again: their pieces exist and were used moments ago
+    after = dict(Piece.objects.values_list("hash", "last_used"))
+    assert {h: after[h] for h in before} == before
+    assert len(after) > len(before)  # the new streams (other timings, other message ids) are new pieces
