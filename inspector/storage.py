@@ -289,3 +289,34 @@ def pieces_store(pieces: dict[str, bytes], *, used_at: datetime, cache: PieceCac
     if new:
         Piece.objects.bulk_create(new, ignore_conflicts=True, batch_size=100)
     return Stored(bumped=stale, inserted=[p.hash for p in new])
+
+
+def exchanges_compact(*, batch: int = 200) -> int:
+    """Store the bodies of rows written whole (before pieces, or with
+    ``INSPECTOR_STORE_PIECES`` off) as pieces, oldest first, a batch per transaction; they read
+    back as they did. Returns how many rows were rewritten."""
+    from django.db import transaction
+
+    from inspector.models import Exchange
+
+    cache = PieceCache()
+    names = [f.attname for f in Exchange._meta.concrete_fields]
+    done = 0
+    while True:
+        rows = list(Exchange.objects.filter(bodies__isnull=True).order_by("created_at", "pk")[:batch])
+        if not rows:
+            return done
+        pieces: dict[str, bytes] = {}
+        splits = []
+        for exchange in rows:
+            row = {name: getattr(exchange, name) for name in names}
+            pieces.update(row_split(row))
+            splits.append((exchange.pk, row))
+        used_at = max(e.created_at for e in rows)  # retention's rule: at least the newest holder's
+        with transaction.atomic():
+            stored = pieces_store(pieces, used_at=used_at, cache=cache)
+            for pk, row in splits:
+                Exchange.objects.filter(pk=pk, bodies__isnull=True).update(
+                    bodies=row["bodies"], stored_bytes=row["stored_bytes"], **{c: {} for c in BODY_COLUMNS})
+        cache.remember(stored, used_at)
+        done += len(rows)

@@ -9,10 +9,12 @@ import dataclasses
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.management import call_command
 from django.db.models import Sum
 from django.test import Client
 
@@ -266,3 +268,23 @@ def test_a_piece_used_again_soon_is_neither_bumped_nor_written_again(
     after = dict(Piece.objects.values_list("hash", "last_used"))
     assert {h: after[h] for h in before} == before
     assert len(after) > len(before)  # the new streams (other timings, other message ids) are new pieces
+
+
+def test_rows_written_whole_are_compacted_into_pieces_and_read_back_as_before(
+        session_send: Callable[..., list[Turn]], submitted: dict[str, ExchangeRecord], settings: Any) -> None:
+    settings.INSPECTOR_STORE_PIECES = False
+    session_send(4)
+    before = {e.id: exchange_export(e) for e in stored(submitted)}
+    assert all(e["client_request"] for e in before.values()) and not Piece.objects.exists()
+    out = StringIO()
+    call_command("compactexchanges", "--batch", "3", stdout=out)
+    assert out.getvalue().strip() == "Compacted 4 exchanges."
+    after = stored(submitted)
+    assert all(blob and request == {} for blob, request in Exchange.objects.values_list("bodies", "client_request"))
+    for exchange in after:
+        got = exchange_export(exchange)
+        assert [json_bytes(got[c]) for c in BODY_COLUMNS] == [json_bytes(before[exchange.id][c]) for c in BODY_COLUMNS]
+        assert got == before[exchange.id]
+    assert referenced(after) == set(Piece.objects.values_list("hash", flat=True))
+    call_command("compactexchanges", stdout=out)  # nothing left to do
+    assert out.getvalue().strip().endswith("Compacted 0 exchanges.")
