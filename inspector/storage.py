@@ -183,21 +183,27 @@ def exchanges_load(exchanges: Iterable[Exchange]) -> None:
         skeleton = skeleton_read(e.bodies)
         skeletons.append((e, skeleton))
         wanted |= skeleton_hashes(skeleton)
-    found: dict[str, bytes] = {}
+    found: dict[str, bytes | memoryview] = {}
     ordered = sorted(wanted)
     for start in range(0, len(ordered), _IN_BATCH):
-        rows = Piece.objects.filter(hash__in=ordered[start:start + _IN_BATCH]).values_list("hash", "data")
-        found.update((digest, zlib.decompress(bytes(data))) for digest, data in rows)
-    def value_of(digest: str) -> Any:
-        raw = found.get(digest)
-        return json_loads_exact(raw) if raw is not None else _missing(digest)
-
+        found.update(Piece.objects.filter(hash__in=ordered[start:start + _IN_BATCH]).values_list("hash", "data"))
+    found = {digest: bytes(data) for digest, data in found.items()}
     for e, skeleton in skeletons:
-        columns = skeleton["columns"]
-        for ref in skeleton["refs"]:
-            _put(columns, ref, value_of)
-        for column in BODY_COLUMNS:
-            setattr(e, column, columns.get(column) or {})
+        for column, value in skeleton_rebuild(skeleton, found).items():
+            setattr(e, column, value)
+
+
+def skeleton_rebuild(skeleton: dict[str, Any], pieces: dict[str, bytes | memoryview]) -> dict[str, Any]:
+    """The four body columns from a skeleton (``skeleton_read``) and the stored ``data`` of its
+    pieces by hash. Plain Python, no Django: a script reading the tables itself can use it."""
+    def value_of(digest: str) -> Any:
+        data = pieces.get(digest)
+        return json_loads_exact(zlib.decompress(data)) if data is not None else _missing(digest)
+
+    columns = skeleton["columns"]
+    for ref in skeleton["refs"]:
+        _put(columns, ref, value_of)
+    return {column: columns.get(column) or {} for column in BODY_COLUMNS}
 
 
 # -- writing (the recorder's writer thread) -------------------------------------------------

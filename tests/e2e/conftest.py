@@ -111,20 +111,33 @@ _EXCHANGE_COLUMNS = ("status", "stream", "stop_reason", "error_type", "error_mes
 def exchange_fetch(database_url: str, exchange_id: str) -> dict[str, Any] | None:
     """The inspector's stored Exchange (the columns the fault tests check, JSON decoded), read
     from a gateway's own database (SQLite or PostgreSQL) as an operator would; None if not stored."""
-    query = f"SELECT {', '.join(_EXCHANGE_COLUMNS)} FROM inspector_exchange WHERE id = %s"
+    from inspector.storage import skeleton_hashes, skeleton_read, skeleton_rebuild
+
+    query = f"SELECT {', '.join(_EXCHANGE_COLUMNS)}, bodies FROM inspector_exchange WHERE id = %s"
+    pieces_query = "SELECT hash, data FROM inspector_piece WHERE hash IN ({})"
     if database_url.startswith("sqlite:///"):
         import sqlite3
 
         with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as conn:
             row = conn.execute(query.replace("%s", "?"), (exchange_id,)).fetchone()
+            skeleton = skeleton_read(row[-1]) if row is not None and row[-1] is not None else None
+            hashes = sorted(skeleton_hashes(skeleton)) if skeleton else []
+            pieces = dict(conn.execute(pieces_query.format(",".join("?" * len(hashes))), hashes).fetchall()
+                          if hashes else [])
     else:
         import psycopg
 
         with psycopg.connect(database_url) as pg:
             row = pg.execute(query, (exchange_id,)).fetchone()  # type: ignore[arg-type]
+            skeleton = skeleton_read(row[-1]) if row is not None and row[-1] is not None else None
+            hashes = sorted(skeleton_hashes(skeleton)) if skeleton else []
+            pieces = dict(pg.execute(pieces_query.format(",".join(["%s"] * len(hashes))),
+                                     hashes).fetchall() if hashes else [])
     if row is None:
         return None
-    found = dict(zip(_EXCHANGE_COLUMNS, row, strict=True))
+    found = dict(zip(_EXCHANGE_COLUMNS, row[:-1], strict=True))
+    if skeleton is not None:  # bodies stored as pieces (inspector/storage.py)
+        found.update({k: v for k, v in skeleton_rebuild(skeleton, pieces).items() if k in found})
     for name in ("notes", "upstream_response", "client_response"):
         if isinstance(found[name], str):
             found[name] = json.loads(found[name])

@@ -7,7 +7,6 @@ backend with a 0.5 s read timeout, routed as ``short-timeout-*``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import Gateway, exchange_fetch
 from translation.validate import stream_validate
 
 pytestmark = pytest.mark.e2e
@@ -48,23 +47,10 @@ def mock_entry(gateway: Gateway, marker: str) -> dict[str, Any]:
 
 def exchange_row(gateway: Gateway, exchange_id: str) -> dict[str, Any] | None:
     """The inspector's stored Exchange, read from the gateway's own database."""
-    url = gateway.env["DATABASE_URL"]
-    query = "SELECT disconnected, status, stop_reason, client_response FROM inspector_exchange WHERE id = %s"
-    if url.startswith("sqlite:///"):
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
-            row = conn.execute(query.replace("%s", "?"), (exchange_id,)).fetchone()
-    else:
-        import psycopg
-
-        with psycopg.connect(url) as pg:
-            row = pg.execute(query, (exchange_id,)).fetchone()  # type: ignore[arg-type]
+    row = exchange_fetch(gateway.env["DATABASE_URL"], exchange_id)
     if row is None:
         return None
-    client_response = json.loads(row[3]) if isinstance(row[3], str) else row[3]
-    return {"disconnected": bool(row[0]), "status": row[1], "stop_reason": row[2],
-            "client_response": client_response}
+    return {k: row[k] for k in ("disconnected", "status", "stop_reason", "client_response")}
 
 
 def wait_for(check: Any, timeout: float = 3.0) -> Any:
