@@ -168,13 +168,13 @@ STORE_SUMMARY = """
 import json
 from inspector.models import Exchange
 rows = []
-for e in Exchange.objects.values_list(
-        "id", "status", "stop_reason", "disconnected", "valid", "validation_error", "error_type",
-        "client_model", "client_response").iterator(chunk_size=500):
-    events = (e[8] or {}).get("events") or []
-    rows.append({"id": e[0], "status": e[1], "stop_reason": e[2], "disconnected": e[3], "valid": e[4],
-                 "validation_error": e[5], "error_type": e[6], "client_model": e[7],
-                 "event_types": [ev[2]["type"] for ev in events]})
+ids = list(Exchange.objects.order_by("pk").values_list("pk", flat=True))
+for start in range(0, len(ids), 500):  # whole rows: their bodies come back from their pieces
+    for e in Exchange.objects.filter(pk__in=ids[start:start + 500]).order_by("pk"):
+        events = (e.client_response or {}).get("events") or []
+        rows.append({"id": e.id, "status": e.status, "stop_reason": e.stop_reason, "disconnected": e.disconnected,
+                     "valid": e.valid, "validation_error": e.validation_error, "error_type": e.error_type,
+                     "client_model": e.client_model, "event_types": [ev[2]["type"] for ev in events]})
 print(json.dumps(rows))
 """
 
