@@ -406,12 +406,18 @@ class ExchangeListPages(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         problems = thresholds_invalid(request.GET)
-        if problems:
-            for problem in problems:
-                messages.error(request, problem)
+        if problems or any("\x00" in v for v in request.GET.values()):
+            # PostgreSQL refuses a NUL in a parameter: drop it, as the bad thresholds, and say so.
             kept = request.GET.copy()
             for spec in (TtftFilter, OverheadFilter):
-                kept.pop(spec.parameter_name, None)
+                if any(spec.title in p for p in problems):
+                    kept.pop(spec.parameter_name, None)
+            for name, values in list(kept.lists()):
+                if any("\x00" in v for v in values):
+                    kept.setlist(name, [v.replace("\x00", "") for v in values])
+                    problems.append(f"The parameter {name} held a NUL character: it was removed.")
+            for problem in problems:
+                messages.error(request, problem)
             return HttpResponseRedirect(f"{request.path}?{kept.urlencode()}")
         stats_fn = getattr(recorder, "stats", None)
         if callable(stats_fn):

@@ -31,7 +31,7 @@ class _WordsMatch(Func):
 def exchanges_search(queryset: QuerySet[Exchange], *, text: str) -> QuerySet[Exchange]:
     """The exchanges of ``queryset`` that ``text`` finds (an OR of every way to find one); all of
     them for an empty text."""
-    text = text.strip()
+    text = text.replace("\x00", "").strip()  # PostgreSQL refuses a NUL in a query parameter
     if not text:
         return queryset
     columns = (Q(id__icontains=text) | Q(message_id=text) | Q(key_name__icontains=text)

@@ -166,6 +166,14 @@ def test_a_threshold_that_is_not_a_number_is_dropped_with_a_message(staff: Clien
     assert response.redirect_chain[-1][0].endswith("?key_name=-")  # the other filters stay
 
 
+def test_a_nul_in_a_filter_is_removed_with_a_message(staff: Client) -> None:
+    stored("req_keyed", key_name="tester")
+    response = staff.get(LIST, {"key_name": "tes\x00ter"}, follow=True)
+    assert response.status_code == 200
+    assert "The parameter key_name held a NUL character: it was removed." in response.content.decode()
+    assert listed(response.content.decode()) == {"req_keyed"}
+
+
 def test_the_error_filter_counts_a_200_whose_stream_ended_with_an_error(staff: Client) -> None:
     stored("req_ok", status=200, stream=True, valid=True)
     stored("req_midway", status=200, stream=True, valid=True, error_type="api_error")

@@ -82,6 +82,10 @@ def test_text_found_nowhere_finds_nothing_and_an_empty_box_finds_everything(exch
     assert found("  ") == {e.id for e in exchanges.values()}
 
 
+def test_a_nul_in_the_box_is_ignored_rather_than_refused_by_the_database(exchanges: dict[str, Exchange]) -> None:
+    assert found("tokenizer\x00") == {exchanges["chat"].id}
+
+
 def test_the_search_stays_within_the_filtered_queryset(exchanges: dict[str, Exchange]) -> None:
     errors = Exchange.objects.filter(status__gte=400)
     assert set(exchanges_search(errors, text="req_").values_list("id", flat=True)) == {exchanges["rejected"].id}
