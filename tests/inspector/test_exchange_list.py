@@ -79,7 +79,7 @@ def answered(upstream: Upstream) -> tuple[str, str]:
 def test_the_list_reads_only_scalar_columns_in_a_few_queries(staff: Client, answered: tuple[str, str]) -> None:
     with CaptureQueriesContext(connection) as queries:
         page = staff.get(LIST).content.decode()
-    assert answered[0] in page or row_of(page, answered[0])
+    assert row_of(page, answered[0])
     exchange_queries = [q["sql"] for q in queries.captured_queries if "inspector_exchange" in q["sql"]]
     assert len(queries.captured_queries) <= 12
     for column in ("client_request", "upstream_request", "upstream_response", "client_response", "search_text"):
