@@ -39,43 +39,57 @@ def _delete_older_than(cutoff: datetime, *, batch: int) -> int:
 
 def pieces_prune(*, now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
     """Delete the pieces no exchange kept can hold; returns how many."""
+    return _pieces_prune(now=now, batch=batch)[0]
+
+
+def _pieces_prune(*, now: datetime | None, batch: int) -> tuple[int, int]:
+    """(pieces deleted, their bytes)."""
     now = now or datetime.now(UTC)
     cutoff = now - 2 * PIECE_SLACK  # also room for an exchange still being written, when none is kept
     oldest = Exchange.objects.order_by("created_at").values_list("created_at", flat=True).first()
     if oldest is not None:
         cutoff = min(cutoff, oldest - PIECE_SLACK)
-    deleted = 0
+    deleted = freed = 0
     while True:
-        hashes = list(Piece.objects.filter(last_used__lt=cutoff).order_by("last_used")
-                      .values_list("pk", flat=True)[:batch])
-        if not hashes:
-            return deleted
-        deleted += Piece.objects.filter(pk__in=hashes, last_used__lt=cutoff).delete()[0]
+        found = list(Piece.objects.filter(last_used__lt=cutoff).order_by("last_used")
+                     .values_list("pk", "stored")[:batch])
+        if not found:
+            return deleted, freed
+        deleted += Piece.objects.filter(pk__in=[h for h, _ in found], last_used__lt=cutoff).delete()[0]
+        freed += sum(size for _, size in found)
 
 
 def stored_bytes() -> int:
-    """What the inspector's rows and pieces take, as counted for retention by size."""
+    """What the inspector's rows and pieces take, as counted for retention by size (rows written
+    before pieces count 0 until ``manage.py compactexchanges`` rewrites them)."""
     rows = Exchange.objects.aggregate(n=Sum("stored_bytes"))["n"] or 0
     pieces = Piece.objects.aggregate(n=Sum("stored"))["n"] or 0
     return int(rows) + int(pieces)
 
 
 def _delete_until_fits(max_bytes: int, *, batch: int, now: datetime | None) -> int:
-    """The oldest exchanges, a share at a time, until rows and the pieces still used fit. The
-    last ``2 * PIECE_SLACK`` are never deleted for size: their pieces could not go with them."""
+    """The oldest exchanges until rows and the pieces still used fit: the total is summed once,
+    then each step deletes the fewest oldest rows whose own bytes cover the excess, and the
+    pieces nothing kept holds any more. The last ``2 * PIECE_SLACK`` are never deleted for
+    size: their pieces could not go with them."""
     now = now or datetime.now(UTC)
+    total = stored_bytes()
     deleted = 0
-    while (total := stored_bytes()) > max_bytes:
-        candidates = Exchange.objects.filter(created_at__lt=now - 2 * PIECE_SLACK)
-        count = candidates.count()
-        if not count:
+    while total > max_bytes:
+        oldest = list(Exchange.objects.filter(created_at__lt=now - 2 * PIECE_SLACK).order_by("created_at", "pk")
+                      .values_list("pk", "stored_bytes")[:batch])
+        if not oldest:
             log.warning("inspector: %d bytes stored, over DRAGOMAN_INSPECTOR_RETENTION_MAX_BYTES (%d), "
                         "all of it from the last %s", total, max_bytes, 2 * PIECE_SLACK)
             return deleted
-        share = max(1, min(batch, -(-count * (total - max_bytes) // total)))
-        ids = list(candidates.order_by("created_at", "pk").values_list("pk", flat=True)[:share])
+        ids, covered = [], 0
+        for pk, size in oldest:
+            ids.append(pk)
+            covered += size
+            if covered >= total - max_bytes:
+                break
         deleted += Exchange.objects.filter(pk__in=ids).delete()[0]
-        pieces_prune(now=now, batch=batch)
+        total -= covered + _pieces_prune(now=now, batch=batch)[1]
     return deleted
 
 

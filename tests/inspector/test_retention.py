@@ -67,6 +67,19 @@ def test_the_command_takes_days_and_max_count(db: None) -> None:
     assert remaining() == ["req_0"]
 
 
+def test_the_command_keeps_the_newest_within_max_bytes_and_refuses_negative_limits(db: None) -> None:
+    now = datetime.now(UTC)
+    Exchange.objects.bulk_create([Exchange(id=f"req_{d}", created_at=now - timedelta(days=d, hours=3),
+                                           stored_bytes=1000) for d in range(5)])
+    out = StringIO()
+    call_command("pruneexchanges", "--days", "0", "--max-count", "0", "--max-bytes", "2500", stdout=out)
+    assert out.getvalue().strip() == "Deleted 3 exchanges."
+    assert remaining() == ["req_0", "req_1"]
+    with pytest.raises(SystemExit):
+        call_command("pruneexchanges", "--max-bytes", "-1", stdout=out, stderr=StringIO())
+    assert remaining() == ["req_0", "req_1"]
+
+
 def test_the_command_defaults_come_from_settings(db: None, settings: Any) -> None:
     settings.INSPECTOR_RETENTION_DAYS = 1
     settings.INSPECTOR_RETENTION_MAX_COUNT = 1_000_000
