@@ -5,10 +5,11 @@ uses.
 Deletes go in batches of primary keys chosen through the ``created_at`` index, so each statement
 is short on a big table and never holds a long lock against the writer or the admin.
 
-Pieces have no reference table (``inspector.storage``): a piece's ``last_used`` is at least the
-``created_at`` of the newest exchange that holds it, and retention only ever deletes the oldest
-exchanges, so a piece last used ``PIECE_SLACK`` before the oldest exchange kept (and before
-now) is used by none of them.
+Pieces have no reference table (``inspector.storage``): the writer keeps a piece's ``last_used``
+within half of ``PIECE_SLACK`` of the ``created_at`` of every exchange that holds it (or later),
+and retention only ever deletes the oldest exchanges, so a piece last used ``PIECE_SLACK`` before
+the oldest exchange kept, and twice that before now (an exchange still being written), is held
+by none of them.
 """
 
 from __future__ import annotations
