@@ -85,6 +85,9 @@ def test_the_list_reads_only_scalar_columns_in_a_few_queries(staff: Client, answ
     for column in ("client_request", "upstream_request", "upstream_response", "client_response", "search_text"):
         assert not any(f'"{column}"' in sql for sql in exchange_queries), f"the list read {column}"
     assert not any("COUNT(*)" in sql and "LIMIT" not in sql for sql in exchange_queries)
+    # The other inspector pages are one click away.
+    assert 'href="/admin/inspector/exchange/sessions/" id="link-sessions"' in page
+    assert 'href="/admin/inspector/exchange/usage/" id="link-usage"' in page
 
 
 def test_the_search_box_finds_an_exchange_by_its_message_id_and_by_a_word(
