@@ -271,30 +271,34 @@ def pieces_store(pieces: dict[str, bytes], *, used_at: datetime, cache: PieceCac
     """Make every piece exist with ``last_used`` at least ``used_at``; inside the caller's
     transaction. Returns what to give ``cache.remember`` once it committed.
 
-    Pieces the cache does not know as recently used are bumped first (never backwards), so the
-    retention pass cannot delete them from then on; then one look at which exist (the cache is
-    no proof: the table may have been emptied since) and the missing ones are inserted (a
-    conflict is another writer that inserted the same piece meanwhile: the same bytes)."""
+    One look at which pieces exist (the cache is no proof: the table may have been emptied
+    since), then the missing ones are inserted (a conflict is another writer that inserted the
+    same piece meanwhile: the same bytes), and those the cache does not know as recently used
+    are moved forward (never backwards). A piece retention deleted between the look and the
+    move (another instance's pass) is inserted again."""
     from inspector.models import Piece
 
     if not pieces:
         return Stored()
-    stale = cache.stale(pieces, used_at)
     hashes = list(pieces)
-    present: set[str] = set()
-    for start in range(0, len(stale), _IN_BATCH):
-        Piece.objects.filter(hash__in=stale[start:start + _IN_BATCH], last_used__lt=used_at).update(
-            last_used=used_at)
+    present: dict[str, datetime] = {}
     for start in range(0, len(hashes), _IN_BATCH):
-        present.update(Piece.objects.filter(hash__in=hashes[start:start + _IN_BATCH]).values_list("hash", flat=True))
+        present.update(Piece.objects.filter(hash__in=hashes[start:start + _IN_BATCH]).values_list("hash", "last_used"))
+    stale = set(cache.stale(present, used_at))
+    older = [h for h in stale if present[h] < used_at]
+    gone: set[str] = set()
+    for start in range(0, len(older), _IN_BATCH):
+        chunk = older[start:start + _IN_BATCH]
+        if Piece.objects.filter(hash__in=chunk, last_used__lt=used_at).update(last_used=used_at) < len(chunk):
+            gone |= set(chunk) - set(Piece.objects.filter(hash__in=chunk).values_list("hash", flat=True))
     new = []
     for h in hashes:
-        if h not in present:
+        if h not in present or h in gone:
             data = piece_compress(pieces[h])
             new.append(Piece(hash=h, data=data, size=len(pieces[h]), stored=len(data), last_used=used_at))
     if new:
         Piece.objects.bulk_create(new, ignore_conflicts=True, batch_size=100)
-    return Stored(bumped=stale, inserted=[p.hash for p in new])
+    return Stored(bumped=sorted(stale - gone), inserted=[p.hash for p in new])
 
 
 def exchanges_compact(*, batch: int = 200) -> int:
