@@ -3,6 +3,8 @@ back, what the client saw, and why anything was changed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from django.db import models
@@ -21,6 +23,18 @@ class ExchangeQuerySet(models.QuerySet["Exchange"]):
             from inspector.storage import exchanges_load
 
             exchanges_load([e for e in self._result_cache if "bodies" not in e.get_deferred_fields()])
+
+    def iterator(self, chunk_size: int | None = None) -> Iterator[Any]:
+        """Rows a chunk at a time, each chunk's bodies rebuilt together (as ``_fetch_all`` does)."""
+        rows = super().iterator(chunk_size)
+        if self._iterable_class is not ModelIterable:
+            yield from rows
+            return
+        from inspector.storage import exchanges_load
+
+        while chunk := list(islice(rows, chunk_size or 2000)):
+            exchanges_load([e for e in chunk if "bodies" not in e.get_deferred_fields()])
+            yield from chunk
 
 
 class Piece(models.Model):

@@ -153,6 +153,9 @@ def test_queries_for_a_page_of_exchanges_fetch_all_their_pieces_at_once(
     assert all(e.upstream_response.get("chunks") for e in exchanges)
     with django_assert_num_queries(0):  # loaded already
         exchanges_load(exchanges)
+    iterated = list(Exchange.objects.order_by("created_at").iterator(chunk_size=3))
+    assert [e.client_request for e in iterated] == [e.client_request for e in exchanges]
+    assert [e.client_response for e in iterated] == [e.client_response for e in exchanges]
     with django_assert_num_queries(1):  # list columns only: no piece
         listed = list(Exchange.objects.only("id", "status"))
     with django_assert_num_queries(2):  # then its skeletons and pieces
