@@ -23,7 +23,7 @@ from django.db import DataError, close_old_connections, connections, transaction
 from inspector.facts import exchange_facts
 from inspector.hooks import hooks
 from inspector.live import live_publish
-from inspector.storage import PieceCache, pieces_store, row_split
+from inspector.storage import PieceCache, pieces_present, pieces_store, row_split
 from translation.jsonbytes import json_bytes, json_loads_exact
 from translation.masking import secrets_redact
 from translation.usage import overhead_ms
@@ -366,8 +366,9 @@ class Recorder:
         used_at = max(r.created_at for r in rows)
         try:
             close_old_connections()
+            present = pieces_present(pieces)
             with transaction.atomic():
-                stored = pieces_store(pieces, used_at=used_at, cache=self._pieces)
+                stored = pieces_store(pieces, present=present, used_at=used_at, cache=self._pieces)
                 Exchange.objects.bulk_create(rows, ignore_conflicts=True)
             self._pieces.remember(stored, used_at)
             self.persisted += len(rows)
@@ -389,8 +390,9 @@ class Recorder:
         from inspector.models import Exchange
 
         try:  # pieces are bytes (no NUL problem): all of them at once, then each row on its own
+            present = pieces_present(pieces)
             with transaction.atomic():
-                stored = pieces_store(pieces, used_at=used_at, cache=self._pieces)
+                stored = pieces_store(pieces, present=present, used_at=used_at, cache=self._pieces)
             self._pieces.remember(stored, used_at)
         except Exception as exc:
             self._pieces.forget()

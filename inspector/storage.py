@@ -267,32 +267,42 @@ def row_split(row: dict[str, Any]) -> dict[str, bytes]:
 _ROW_BYTES = 400
 
 
-def pieces_store(pieces: dict[str, bytes], *, used_at: datetime, cache: PieceCache) -> Stored:
-    """Make every piece exist with ``last_used`` at least ``used_at``; inside the caller's
-    transaction. Returns what to give ``cache.remember`` once it committed.
-
-    One look at which pieces exist (the cache is no proof: the table may have been emptied
-    since), then the missing ones are inserted (a conflict is another writer that inserted the
-    same piece meanwhile: the same bytes), and those the cache does not know as recently used
-    are moved forward (never backwards). A piece retention deleted between the look and the
-    move (another instance's pass) is inserted again."""
+def pieces_present(pieces: Iterable[str]) -> dict[str, datetime]:
+    """Which of ``pieces`` exist, with their ``last_used``. Read before the transaction that
+    stores a batch: on SQLite a transaction that reads first cannot wait for another writer's
+    lock (it fails at once); one that starts by writing waits for the busy timeout."""
     from inspector.models import Piece
 
-    if not pieces:
-        return Stored()
     hashes = list(pieces)
     present: dict[str, datetime] = {}
     for start in range(0, len(hashes), _IN_BATCH):
         present.update(Piece.objects.filter(hash__in=hashes[start:start + _IN_BATCH]).values_list("hash", "last_used"))
+    return present
+
+
+def pieces_store(pieces: dict[str, bytes], *, present: dict[str, datetime], used_at: datetime,
+                 cache: PieceCache) -> Stored:
+    """Make every piece exist with ``last_used`` at least ``used_at``, given which exist
+    (``pieces_present``: the cache is no proof, the table may have been emptied since); inside
+    the caller's transaction. Returns what to give ``cache.remember`` once it committed.
+
+    Those the cache does not know as recently used are moved forward (never backwards); one that
+    retention deleted since the look (another instance's pass) is inserted again with the
+    missing ones (a conflict is another writer that inserted the same piece meanwhile: the same
+    bytes)."""
+    from inspector.models import Piece
+
+    if not pieces:
+        return Stored()
     stale = set(cache.stale(present, used_at))
-    older = [h for h in stale if present[h] < used_at]
+    older = sorted(h for h in stale if present[h] < used_at)
     gone: set[str] = set()
     for start in range(0, len(older), _IN_BATCH):
         chunk = older[start:start + _IN_BATCH]
         if Piece.objects.filter(hash__in=chunk, last_used__lt=used_at).update(last_used=used_at) < len(chunk):
             gone |= set(chunk) - set(Piece.objects.filter(hash__in=chunk).values_list("hash", flat=True))
     new = []
-    for h in hashes:
+    for h in pieces:
         if h not in present or h in gone:
             data = piece_compress(pieces[h])
             new.append(Piece(hash=h, data=data, size=len(pieces[h]), stored=len(data), last_used=used_at))
@@ -323,8 +333,9 @@ def exchanges_compact(*, batch: int = 200) -> int:
             pieces.update(row_split(row))
             splits.append((exchange.pk, row))
         used_at = max(e.created_at for e in rows)  # retention's rule: at least the newest holder's
+        present = pieces_present(pieces)
         with transaction.atomic():
-            stored = pieces_store(pieces, used_at=used_at, cache=cache)
+            stored = pieces_store(pieces, present=present, used_at=used_at, cache=cache)
             for pk, row in splits:
                 Exchange.objects.filter(pk=pk, bodies__isnull=True).update(
                     bodies=row["bodies"], stored_bytes=row["stored_bytes"], **{c: {} for c in BODY_COLUMNS})
