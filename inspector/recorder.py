@@ -142,7 +142,8 @@ class ExchangeRecord:
 
 # Columns that hold what clients and backends sent: where an echoed secret could hide.
 _REDACTED_COLUMNS = ("error_message", "validation_error", "client_request", "upstream_request",
-                     "upstream_response", "client_response", "notes", "search_text", "user_id")
+                     "upstream_response", "client_response", "notes", "search_text", "user_id", "path",
+                     "client_agent")
 
 
 _NUL_COLUMNS = (*_REDACTED_COLUMNS, "key_name", "client_model", "backend_name", "route", "upstream_model",
