@@ -26,13 +26,6 @@ PREFILL: dict[str, Any] = {"model": "test-model", "max_tokens": 100, "messages":
     {"role": "user", "content": "Count to three"}, {"role": "assistant", "content": "1, 2,"}]}
 
 
-@pytest.fixture
-def staff(gateway_setup: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
-
-
 async def _drain(parts: Any) -> bytes:
     return b"".join([part async for part in parts])
 

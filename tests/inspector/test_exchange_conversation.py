@@ -10,7 +10,6 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import User
 from django.test import Client
 
 from inspector.conversation import block_item, request_conversation
@@ -24,13 +23,6 @@ from tests.inspector.test_admin_exchange_pages import _drain, send
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-
-
-@pytest.fixture
-def staff(gateway_setup: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 def page_of(staff: Client, request_id: str) -> str:

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -31,13 +30,6 @@ from tests.gateway.helpers import chat_completion, sse_chunks, sse_response
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LIST = "/admin/inspector/exchange/"
-
-
-@pytest.fixture
-def staff(gateway_setup: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 def send(body: dict[str, Any], *, key: str = KEY, headers: dict[str, str] | None = None) -> tuple[str, Any]:

@@ -8,7 +8,6 @@ import json
 
 import pytest
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import User
 from django.test import Client
 
 from inspector.recorder import recorder
@@ -17,13 +16,6 @@ from tests.conftest import KEY
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WRONG_KEY = "dgm_wrongkey_0123456789abcdefghijPPp0"
-
-
-@pytest.fixture
-def staff(gateway_setup: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 def rejected_page(staff: Client, body: bytes, key: str) -> tuple[int, str]:

@@ -14,7 +14,7 @@ from django.contrib.admin.utils import quote
 
 from tests.conftest import Upstream
 from tests.gateway.helpers import sse_chunks, sse_response
-from tests.inspector.test_admin_exchange_pages import PREFILL, send, staff  # noqa: F401 (fixture)
+from tests.inspector.test_admin_exchange_pages import PREFILL, send
 from translation.capabilities import capabilities_build
 from translation.openai_chat import ChatStreamTranslator
 from translation.schemas import messages_request_parse
@@ -40,7 +40,7 @@ def fixture_replay(fixture: dict[str, Any]) -> list[dict[str, Any]]:
     return events + translator.finish()
 
 
-def test_an_exported_stream_replays_to_the_events_the_client_got(staff: Any, upstream: Upstream) -> None:  # noqa: F811
+def test_an_exported_stream_replays_to_the_events_the_client_got(staff: Any, upstream: Upstream) -> None:
     upstream.handler = lambda request: sse_response(sse_chunks(
         [{"reasoning": "Counting."}, {"content": " 3", "tool_calls": []}, {"content": "."}]))
     exchange_id = send({**PREFILL, "stream": True, "thinking": {"type": "enabled", "budget_tokens": 1024}})

@@ -9,7 +9,6 @@ import json
 import httpx
 import pytest
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import User
 from django.test import Client
 
 from inspector.models import Exchange
@@ -20,13 +19,6 @@ from tests.gateway.helpers import chat_completion
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BODY = {"model": "test-model", "max_tokens": 20, "messages": [{"role": "user", "content": "Say hello"}]}
-
-
-@pytest.fixture
-def staff(gateway_setup: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 def post(path: str, body: dict[str, object]) -> str:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import User
 from django.template.loader import render_to_string
 from django.test import Client
 
@@ -42,13 +41,6 @@ def turn_send(turn: Turn, key: str = KEY) -> str:
         async_to_sync(_drain)(response.streaming_content)  # type: ignore[attr-defined]
     assert response.status_code == (200 if key == KEY else 401)
     return str(response["request-id"])
-
-
-@pytest.fixture
-def staff(gateway_setup: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 @pytest.fixture
