@@ -102,8 +102,10 @@ def test_the_writer_thread_prunes_in_the_background(settings: Any) -> None:
     pruned_before = recorder.stats()["pruned"]
     settings.INSPECTOR_PRUNE_SECONDS = 0.2
     recorder.submit(ExchangeRecord(id="req_submitted"))  # makes sure the writer runs
-    deadline = time.monotonic() + 5
-    while "req_old" in remaining() and time.monotonic() < deadline:
+    # Wait for the count: the writer adds to it once the whole prune (rows, then pieces) is done,
+    # so the old row being gone is not yet the end of it.
+    deadline = time.monotonic() + 10
+    while recorder.stats()["pruned"] < pruned_before + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     settings.INSPECTOR_PRUNE_SECONDS = 0
     assert recorder.flush(5)
