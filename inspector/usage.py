@@ -39,27 +39,8 @@ ERROR = Q(status__gte=400) | ~Q(error_type="")
 
 
 @dataclass(frozen=True)
-class UsageRow:
-    """One bucket of one group (a key name, a client model or a backend name; "" when unknown)."""
-
-    bucket: datetime
-    group: str
-    requests: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    ttft_avg_ms: float | None
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_creation_tokens
-
-
-@dataclass(frozen=True)
-class UsageTotal:
-    """One group over the whole range."""
+class UsageCounts:
+    """What is counted for one group (a key name, a client model or a backend name; "" when unknown)."""
 
     group: str
     requests: int
@@ -69,8 +50,6 @@ class UsageTotal:
     cache_read_tokens: int
     cache_creation_tokens: int
     ttft_avg_ms: float | None
-    ttft_p50_ms: float | None
-    ttft_p95_ms: float | None
 
     @property
     def tokens(self) -> int:
@@ -79,6 +58,21 @@ class UsageTotal:
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class UsageRow(UsageCounts):
+    """One bucket of one group."""
+
+    bucket: datetime
+
+
+@dataclass(frozen=True)
+class UsageTotal(UsageCounts):
+    """One group over the whole range."""
+
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
 
 
 @dataclass
