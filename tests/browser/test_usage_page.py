@@ -103,7 +103,6 @@ def test_the_usage_chart_stacks_both_keys_with_a_legend_and_exact_hover_numbers(
     assert box is not None and box["height"] > 1
     page.locator("#usage-chart").scroll_into_view_if_needed()
     page.evaluate("window.scrollTo(0, 0)")
-    shot(page, "usage.png")
 
 
 def test_the_csv_download_has_the_pages_numbers(page: Any, team_traffic: dict[str, Any]) -> None:
@@ -137,3 +136,41 @@ def test_the_key_page_shows_its_models_errors_and_sessions(page: Any, team_traff
     errors.locator("a").first.click()
     page.wait_for_url("**/change/")
     assert team_traffic["failed"] in page.content()
+
+
+# A day of a team's traffic, stored as the writer stores exchanges (hours back from now, two keys).
+HISTORY = """
+from datetime import timedelta
+from django.utils import timezone
+from inspector.models import Exchange
+now = timezone.now().replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
+rows = []
+for hour in range(1, 21):
+    for team, scale in (("team-platform", 3), ("team-research", 2)):
+        for n in range(scale):
+            rows.append(Exchange(id=f"req_history_{team}_{hour}_{n}", created_at=now - timedelta(hours=hour),
+                                 key_name=team, client_model="claude-sonnet-4-5", backend_name="vllm-big",
+                                 status=200, stream=True, stop_reason="end_turn", ttft_ms=180.0 + 10 * hour,
+                                 input_tokens=20000 + 1000 * ((hour * scale) % 7), output_tokens=400,
+                                 cache_read_tokens=15000 if hour % 3 else 0))
+Exchange.objects.bulk_create(rows, ignore_conflicts=True)
+"""
+
+
+def test_a_day_of_two_teams_is_a_chart_of_hours(page: Any, team_traffic: dict[str, Any],
+                                                 admin_gateway: Gateway) -> None:
+    """Rows stored for the last 20 hours: every hour has its bar, each team its colour."""
+    admin_gateway.manage("shell", "--no-imports", "-c", HISTORY)
+    page.set_viewport_size({"width": WIDTH, "height": 1000})
+    page.goto("/admin/inspector/exchange/usage/?range=24h&bucket=hour&group=key")
+    bars = page.locator("#usage-chart rect.usage-bar")
+    titles = [bars.nth(i).locator("title").text_content() or "" for i in range(bars.count())]
+    platform = [t for t in titles if t.startswith("team-platform · ")]
+    research = [t for t in titles if t.startswith("team-research · ")]
+    assert len(platform) == 20 and len(research) == 20, titles
+    assert all("3 requests" in t for t in platform) and all("2 requests" in t for t in research)
+    legend = page.locator("#usage-legend").inner_text()
+    assert "team-platform" in legend and "team-research" in legend
+    row = page.locator("#usage-table tbody tr", has=page.locator('a:text-is("team-platform")'))
+    assert row.locator("td").nth(1).inner_text() == "60"
+    shot(page, "usage.png")
