@@ -8,6 +8,8 @@ behaviour is never decided from a model-name substring. Backends start from a *p
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
@@ -311,62 +313,117 @@ PRESETS: dict[str, dict[str, Any]] = {
                              "prefill_trim_whitespace": True, "sampling_exclusive": True},
 }
 
+@dataclass(frozen=True, slots=True)
+class CapabilityProblem:
+    """One bad capability: the field it is about and what is wrong with it (and what is allowed)."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
 class CapabilityError(ValueError):
-    pass
+    """Every problem of one set of capabilities, not only the first."""
+
+    def __init__(self, problems: list[CapabilityProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+def _shown(value: Any) -> str:
+    """A bad value as the message quotes it: scalars as written, containers only by their type
+    (an ``extra_headers`` or ``extra_body`` value may hold a secret)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str | int | float | bool) or value is None:
+        return json.dumps(value, ensure_ascii=False)
+    return type(value).__name__
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default``; a bad value raises ``CapabilityError`` with one problem."""
+    def bad(message: str) -> CapabilityError:
+        return CapabilityError([CapabilityProblem(name, message)])
+
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise CapabilityError(f"capability {name!r} must be true or false, not {value!r}")
+            raise bad(f"{_shown(value)} is not true or false")
         return value
     if isinstance(default, int):
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise CapabilityError(f"capability {name!r} must be a whole number ≥ 0, not {value!r}")
+            raise bad(f"{_shown(value)} is not a whole number (0 or more)")
         return value
     if isinstance(default, dict):
         if not isinstance(value, dict):
-            raise CapabilityError(f"capability {name!r} must be a JSON object, not {value!r}")
+            raise bad(f"{_shown(value)} is not a JSON object")
         if name == "extra_body":
             clash = sorted(set(value) & set(PROTECTED_BODY_FIELDS))
             if clash:
-                raise CapabilityError(f"capability 'extra_body' may not set {', '.join(clash)}: the prefill "
-                                      "capability owns them")
-        if name == "extra_headers" and not all(isinstance(v, str) for v in value.values()):
-            raise CapabilityError("capability 'extra_headers' values must be strings")
+                raise bad(f"may not set {', '.join(clash)}: the prefill capability owns them")
+        if name == "extra_headers":
+            wrong = sorted(k for k, v in value.items() if not isinstance(v, str))
+            if wrong:
+                raise bad(f"values must be strings (not the value of {', '.join(wrong)})")
         return dict(value)
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise CapabilityError(f"capability {name!r} must be a list of strings")
+            raise bad("must be a list of strings")
         return tuple(value)
     if isinstance(default, str):
         if not isinstance(value, str):
-            raise CapabilityError(f"capability {name!r} must be a string, not {value!r}")
+            raise bad(f"{_shown(value)} is not a string")
         choices = CAPABILITY_CHOICES.get(name)
         if choices and value not in choices:
-            raise CapabilityError(f"capability {name!r} must be one of {', '.join(choices)}; got {value!r}")
+            raise bad(f"{_shown(value)} is not one of {', '.join(choices)}")
         return value
     return value
 
 
+def _unknown(name: str, known: set[str]) -> CapabilityProblem:
+    near = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"did you mean {near[0]}?" if near else "the README's Capabilities and presets lists them"
+    return CapabilityProblem(name, f"unknown field; {hint}")
+
+
 def capabilities_build(*, preset: str = "generic", overrides: dict[str, Any] | None = None,
                        base: Capabilities | None = None) -> Capabilities:
-    """A preset (or ``base``) with per-field ``overrides``; unknown names and bad values raise."""
+    """A preset (or ``base``) with per-field ``overrides``.
+
+    Every unknown name and bad value is checked before anything raises: the ``CapabilityError``
+    lists them all, each with its field, so an operator fixes a file or a form in one go.
+    """
+    problems: list[CapabilityProblem] = []
     if base is None:
         if preset not in PRESETS:
-            raise CapabilityError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        base = Capabilities(**{
-            name: _coerce(name, value, getattr(Capabilities(), name))
-            for name, value in PRESETS[preset].items()
-        })
-    known = {f.name for f in fields(Capabilities)}
-    changes: dict[str, Any] = {}
-    for name, value in (overrides or {}).items():
-        if name not in known:
-            raise CapabilityError(f"unknown capability {name!r}; known: {', '.join(sorted(known))}")
-        changes[name] = _coerce(name, value, getattr(base, name))
+            raise CapabilityError([CapabilityProblem(
+                "preset", f"{_shown(preset)} is not one of {', '.join(PRESETS)}")])
+        base = Capabilities(**_coerced(PRESETS[preset], Capabilities(), problems))
+        if problems:
+            raise CapabilityError(problems)
+    changes = _coerced(overrides or {}, base, problems)
+    if problems:
+        raise CapabilityError(problems)
     return dataclasses.replace(base, **changes) if changes else base
+
+
+def _coerced(values: dict[str, Any], base: Capabilities, problems: list[CapabilityProblem]) -> dict[str, Any]:
+    """The good ``values`` coerced to their fields' types; a problem appended for each bad one."""
+    known = {f.name for f in fields(Capabilities)}
+    good: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in known:
+            problems.append(_unknown(str(name), known))
+            continue
+        try:
+            good[name] = _coerce(name, value, getattr(base, name))
+        except CapabilityError as exc:
+            problems.extend(exc.problems)
+    return good
