@@ -87,24 +87,23 @@ class BackendForm(forms.ModelForm):
                 data[name] = ""
         preset = data.get("preset") or "generic"
         overrides: dict[str, Any] = {}
-        # Field by field first, so each bad value is reported next to its input...
+        # The values that passed their form field, checked together...
         for name in CAPABILITY_FIELD_NAMES:
             value = data.get(name)
             if value is None or name in self.errors:
                 continue
             capability = name.removeprefix("cap_")
-            try:
-                capabilities_build(preset=preset, overrides={capability: value})
-            except CapabilityError as exc:
-                self.add_error(name, str(exc))
-                continue
             overrides[capability] = value
-        # ...then all together, for rules that span fields.
-        if not self.errors:
-            try:
-                capabilities_build(preset=preset, overrides=overrides)
-            except CapabilityError as exc:
-                raise forms.ValidationError(str(exc)) from None
+        # ...each bad value next to its input (the label names the field), every one at once.
+        try:
+            capabilities_build(preset=preset, overrides=overrides)
+        except CapabilityError as exc:
+            for problem in exc.problems:
+                name = f"cap_{problem.field}"
+                if name in self.fields:
+                    self.add_error(name, problem.message)
+                else:
+                    self.add_error(None, str(problem))
         return data
 
     def save(self, commit: bool = True) -> Backend:
@@ -292,7 +291,8 @@ class RouteForm(forms.ModelForm):
         try:
             capabilities_build(base=base, overrides=overrides)
         except CapabilityError as exc:
-            self.add_error("capability_overrides", str(exc))
+            # One JSON field holds them all: every problem is one item of its error list.
+            self.add_error("capability_overrides", [str(p) for p in exc.problems])
         return data
 
 

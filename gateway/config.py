@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from gateway.models import ApiKey, Backend, BackendKind, Route
 from gateway.services import apikey_set_secret
 from gateway.snapshot import key_hash
-from translation.capabilities import PRESETS, CapabilityError, capabilities_build
+from translation.capabilities import PRESETS, Capabilities, CapabilityError, capabilities_build
 
 
 class ConfigError(Exception):
@@ -36,13 +36,14 @@ def env_expand(value: Any, where: str, problems: list[str]) -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            problems.append(f"{where}: environment variable {name} is not set")
+            problems.append(f"{where}: environment variable {name} is not set" if where
+                            else f"environment variable {name} is not set")
             return ""
         return _ENV.sub(sub, value)
     if isinstance(value, list):
         return [env_expand(v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: env_expand(v, f"{where}.{k}", problems) for k, v in value.items()}
+        return {k: env_expand(v, f"{where}.{k}" if where else str(k), problems) for k, v in value.items()}
     return value
 
 
@@ -65,7 +66,7 @@ def _aliases_text(value: Any) -> str:
         return ""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(a, str) for a in items):
-        raise ConfigError("route aliases: a list of model ids")
+        raise ConfigError("aliases must be a list of model ids")
     return ", ".join(a.strip() for a in items if a.strip())
 
 
@@ -80,6 +81,67 @@ def yaml_error_text(exc: yaml.YAMLError) -> str:
     return "; ".join(parts) or type(exc).__name__
 
 
+class Problems:
+    """Every problem of a config file, by the entry it belongs to, raised together at the end.
+
+    An entry is named by its ``name`` (a route by its ``model``), by its index only when it has
+    none; whatever checks a part of an entry (its capabilities, later each of its targets) adds
+    to the same entry with its own prefix.
+    """
+
+    def __init__(self) -> None:
+        self._by_entry: dict[str, list[str]] = {}
+
+    def entry(self, entry: str) -> None:
+        """Reserve ``entry``'s place, so the message lists entries in file order."""
+        self._by_entry.setdefault(entry, [])
+
+    def add(self, entry: str, text: str) -> None:
+        self._by_entry.setdefault(entry, []).append(text)
+
+    def capabilities(self, entry: str, prefix: str, *, preset: str = "generic",
+                     overrides: Any = None, base: Capabilities | None = None) -> None:
+        if overrides is not None and not isinstance(overrides, dict):
+            self.add(entry, f"{prefix}: must be a mapping of capability names to values")
+            return
+        try:
+            capabilities_build(preset=preset, overrides=overrides, base=base)
+        except CapabilityError as exc:
+            for problem in exc.problems:
+                self.add(entry, f"{prefix}.{problem}")
+
+    def raise_any(self, source: str) -> None:
+        """One ``ConfigError`` naming every problem: one line per entry, its problems joined by ``;``."""
+        lines = [f"{entry}: " + "; ".join(texts) if entry else "; ".join(texts)
+                 for entry, texts in self._by_entry.items() if texts]
+        if not lines:
+            return
+        count = sum(len(texts) for texts in self._by_entry.values())
+        if count == 1:
+            raise ConfigError(f"{source}: {lines[0]}")
+        raise ConfigError(f"{source}: {count} problems\n" + "\n".join(f"  {line}" for line in lines))
+
+
+_SINGULAR = {"backends": "backend", "routes": "route", "keys": "key"}
+
+
+def _entry_names(section: str, items: list[Any]) -> list[str]:
+    """What each entry of a section is called in messages: ``backend vllm-big``, ``route
+    qwen3-coder`` (``→ backend`` added when a model appears twice), ``keys[2]`` without a name."""
+    title = "model" if section == "routes" else "name"
+    names = [item.get(title) if isinstance(item, dict) else None for item in items]
+    repeated = {n for n in names if isinstance(n, str) and names.count(n) > 1}
+    out = []
+    for i, (item, name) in enumerate(zip(items, names, strict=True)):
+        if not isinstance(name, str | int) or isinstance(name, bool) or not str(name).strip():
+            out.append(f"{section}[{i}]")
+        elif name in repeated and section == "routes":
+            out.append(f"route {name} → {item.get('backend')}")
+        else:
+            out.append(f"{_SINGULAR[section]} {name}")
+    return out
+
+
 def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
     try:
         data = yaml.safe_load(text)
@@ -89,78 +151,81 @@ def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with backends, routes and keys")
-    problems: list[str] = []
+    problems = Problems()
     unknown = set(data) - {"backends", "routes", "keys"}
     if unknown:
-        problems.append(f"unknown top-level keys: {', '.join(sorted(unknown))}")
-    data = env_expand(data, "", problems)
+        problems.add("", f"unknown top-level keys: {', '.join(sorted(map(str, unknown)))}")
     spec = ConfigSpec()
     sections: list[tuple[str, set[str], list[dict[str, Any]]]] = [
         ("backends", _BACKEND_FIELDS, spec.backends), ("routes", _ROUTE_FIELDS, spec.routes),
         ("keys", _KEY_FIELDS, spec.keys),
     ]
+    names: dict[str, list[str]] = {}
     for section, allowed, out in sections:
         items = data.get(section) or []
         if not isinstance(items, list):
-            problems.append(f"{section}: must be a list")
+            problems.add(section, "must be a list")
             continue
-        for i, item in enumerate(items):
-            where = f"{section}[{i}]"
+        unset: list[list[str]] = [[] for _ in items]
+        items = [env_expand(item, "", unset[i]) for i, item in enumerate(items)]
+        names[section] = []
+        for where, item, missing in zip(_entry_names(section, items), items, unset, strict=True):
+            problems.entry(where)
+            for text in missing:
+                problems.add(where, text)
             if not isinstance(item, dict):
-                problems.append(f"{where}: must be a mapping")
+                problems.add(where, "must be a mapping")
                 continue
-            extra = set(item) - allowed
-            if extra:
-                problems.append(f"{where}: unknown fields {', '.join(sorted(extra))}")
+            for extra in sorted(map(str, set(item) - allowed)):
+                problems.add(where, f"{extra}: unknown field")
             out.append(item)
-    backend_names = {b.get("name") for b in spec.backends}
-    for i, b in enumerate(spec.backends):
-        where = f"backends[{i}]"
+            names[section].append(where)
+    backend_names = {b["name"] for b in spec.backends if isinstance(b.get("name"), str)}
+    for where, b in zip(names.get("backends", []), spec.backends, strict=True):
         if not b.get("name") or not re.fullmatch(r"[-a-zA-Z0-9_]+", str(b.get("name"))):
-            problems.append(f"{where}: name is required (letters, digits, - and _)")
+            problems.add(where, "name is required (letters, digits, - and _)")
         if not b.get("base_url") or not str(b["base_url"]).startswith(("http://", "https://")):
-            problems.append(f"{where}: base_url must be an http(s) URL")
+            problems.add(where, "base_url must be an http(s) URL")
         kind = b.get("kind", BackendKind.OPENAI_CHAT)
         if kind not in BackendKind.values:
-            problems.append(f"{where}: kind must be one of {', '.join(BackendKind.values)}")
+            problems.add(where, f"kind must be one of {', '.join(BackendKind.values)}")
         preset = b.get("preset", "generic")
         if preset not in PRESETS:
-            problems.append(f"{where}: preset must be one of {', '.join(PRESETS)}")
+            problems.add(where, f"preset must be one of {', '.join(PRESETS)}")
         else:
-            try:
-                capabilities_build(preset=preset, overrides=b.get("capabilities") or {})
-            except CapabilityError as exc:
-                problems.append(f"{where}: {exc}")
+            problems.capabilities(where, "capabilities", preset=preset, overrides=b.get("capabilities") or {})
         for t in ("connect_timeout", "read_timeout"):
             if t in b and not (isinstance(b[t], int | float) and b[t] > 0):
-                problems.append(f"{where}: {t} must be a positive number")
+                problems.add(where, f"{t} must be a positive number")
         if b.get("capture") not in (None, "", "full", "metadata", "off"):
-            problems.append(f"{where}: capture must be full, metadata or off")
+            problems.add(where, "capture must be full, metadata or off")
     known_backends = backend_names | set(Backend.objects.values_list("name", flat=True))
-    for i, r in enumerate(spec.routes):
-        where = f"routes[{i}]"
+    for where, r in zip(names.get("routes", []), spec.routes, strict=True):
         if not r.get("model"):
-            problems.append(f"{where}: model is required")
-        if r.get("backend") not in known_backends:
-            problems.append(f"{where}: backend {r.get('backend')!r} is not defined")
+            problems.add(where, "model is required")
+        if not isinstance(r.get("backend"), str) or r["backend"] not in known_backends:
+            problems.add(where, f"backend {r.get('backend')!r} is not defined")
         if "order" in r and not isinstance(r["order"], int):
-            problems.append(f"{where}: order must be an integer")
+            problems.add(where, "order must be an integer")
         if r.get("capabilities"):
-            try:
-                capabilities_build(overrides=r["capabilities"])
-            except CapabilityError as exc:
-                problems.append(f"{where}: {exc}")
-    for i, k in enumerate(spec.keys):
-        where = f"keys[{i}]"
+            problems.capabilities(where, "capabilities", overrides=r["capabilities"])
+        try:
+            aliases = _aliases_text(r.get("aliases"))
+        except ConfigError as exc:
+            problems.add(where, str(exc))
+        else:
+            unmatched = Route(model=str(r.get("model") or ""), aliases=aliases).aliases_unmatched()
+            if r.get("model") and unmatched:
+                problems.add(where, f"aliases {', '.join(unmatched)} do not match its model pattern")
+    for where, k in zip(names.get("keys", []), spec.keys, strict=True):
         if not k.get("name"):
-            problems.append(f"{where}: name is required")
+            problems.add(where, "name is required")
         if not k.get("key") or len(str(k["key"])) < 16:
-            problems.append(f"{where}: key is required and must be at least 16 characters")
+            problems.add(where, "key is required and must be at least 16 characters")
         limit = k.get("rate_limit_per_minute")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            problems.append(f"{where}: rate_limit_per_minute must be a whole number of at least 1 (or absent)")
-    if problems:
-        raise ConfigError(f"{source}: " + "; ".join(problems))
+            problems.add(where, "rate_limit_per_minute must be a whole number of at least 1 (or absent)")
+    problems.raise_any(source)
     return spec
 
 

@@ -194,7 +194,7 @@ def test_a_dash_sets_an_empty_value_instead_of_the_presets(staff: Client) -> Non
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("cap_extra_body", "{not json", "Enter a valid JSON."),
     ("cap_extra_body", '{"continue_final_message": true}', "may not set continue_final_message"),
-    ("cap_extra_body", "[1, 2]", "must be a JSON object"),
+    ("cap_extra_body", "[1, 2]", "a list is not a JSON object"),
     ("cap_extra_headers", '{"x-retries": 3}', "values must be strings"),
     ("cap_prefill", "sideways", "Select a valid choice."),
     ("cap_max_tokens_cap", "-5", "greater than or equal to 0"),
@@ -256,8 +256,8 @@ def route_post(backend: Backend, overrides: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ('{"prefill": "sideways"}', "must be one of"),
-    ('{"no_such_capability": 1}', "unknown capability"),
+    ('{"prefill": "sideways"}', '"sideways" is not one of'),
+    ('{"no_such_capability": 1}', "no_such_capability: unknown field"),
     ('{"extra_body": {"continue_final_message": true}}', "may not set continue_final_message"),
     ('["prefill"]', "Enter a JSON object"),
 ])
