@@ -9,7 +9,7 @@ CLAUDE_CODE_VERSION ?= 2.1.329
 CLAUDE_CODE_DIR := .cache/claude-code
 CLAUDE_CODE_STAMP := $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 
-.PHONY: test-real llama-server install install-dev run test lint typecheck pytest clean claude-code test-cli chromium \
+.PHONY: test-real llama-server install install-dev run applyconfig newkey changepassword test lint typecheck pytest clean claude-code test-cli chromium \
 	screenshots bench bench-peers services test-load test-multi anthropic-sdks golden fixtures-claude-code
 
 # Two stamps: `make run` needs the runtime alone (pip install -e .); the test, lint, type-check,
@@ -29,8 +29,25 @@ install: $(VENV)/.installed-runtime
 install-dev: $(VENV)/.installed-dev
 
 # Local use: DEBUG on (no secret key needed), SQLite under var/, demo backend when none exists.
+# The other local commands run the same way: make applyconfig FILE=dragoman.yaml, make newkey
+# NAME=laptop (a new API key, shown once), make changepassword (ADMIN=admin: the admin's password).
+LOCAL_MANAGE := DEBUG=1 $(PY) manage.py
+ADMIN ?= admin
+
 run: install
-	DEBUG=1 $(PY) manage.py quickstart
+	$(LOCAL_MANAGE) quickstart
+
+applyconfig: install
+	@test -n "$(FILE)" || { echo "which file? make applyconfig FILE=dragoman.yaml" >&2; exit 2; }
+	$(LOCAL_MANAGE) migrate --noinput --verbosity 0
+	$(LOCAL_MANAGE) applyconfig $(FILE)
+
+newkey: install
+	@test -n "$(NAME)" || { echo "a key needs a name: make newkey NAME=laptop" >&2; exit 2; }
+	$(LOCAL_MANAGE) newkey $(NAME)
+
+changepassword: install
+	$(LOCAL_MANAGE) changepassword $(ADMIN)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -58,7 +58,8 @@ SECRET_KEY = os.environ.get("DRAGOMAN_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "DRAGOMAN_SECRET_KEY must be set when DEBUG is off (make run sets DEBUG=1 for local use)"
+            "DRAGOMAN_SECRET_KEY must be set when DEBUG is off; in a local checkout the make targets turn "
+            "DEBUG on (make run, make applyconfig FILE=dragoman.yaml, make newkey NAME=laptop, make changepassword)"
         )
     SECRET_KEY = "dragoman-insecure-development-key"
 

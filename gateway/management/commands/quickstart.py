@@ -2,7 +2,9 @@
 
 On a fresh machine this leaves a working gateway: a demo backend (the project's mock server,
 ``python -m tests.mockbackend``) with a route ``dragoman-demo`` when no backend exists, an admin
-user and a first API key (each secret printed once), and daphne on 127.0.0.1:PORT.
+user and a first API key (each secret printed once), and daphne on 127.0.0.1:PORT. The mock is
+started for as long as a route points at the demo backend, so the demo keeps answering after real
+backends are added; deleting that route (or the backend) switches it off.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gateway.models import ApiKey, Backend, Route
 from gateway.services import apikey_create
@@ -53,35 +55,50 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port, mock_port = options["host"], options["port"], options["mock_port"]
+        if not options["no_serve"] and not _port_free(host, port):
+            raise CommandError(f"port {port} on {host} is busy (is Dragoman already running?); "
+                               f"stop it, or pick another port: make run PORT={port + 10}")
         call_command("migrate", interactive=False, verbosity=0)
         if settings.DRAGOMAN_CONFIG:
             call_command("applyconfig", settings.DRAGOMAN_CONFIG)
         demo = self._demo_setup(mock_port)
-        self._admin_setup()
+        admin, password = self._admin_setup()
         key = self._key_setup()
-        self._banner(host, port, key, demo)
+        self._banner(host, port, demo=demo, key=key, admin=admin, password=password)
         if options["no_serve"]:
             return
         self._serve(host, port, mock_port if demo else None)
 
-    def _demo_setup(self, mock_port: int) -> bool:
-        if Backend.objects.exclude(name=DEMO_BACKEND).exists():
-            return False
+    def _demo_setup(self, mock_port: int) -> str | None:
+        """The model the demo serves, or None when the demo is off."""
+        others = Backend.objects.exclude(name=DEMO_BACKEND).exists()
+        demo_routes = Route.objects.filter(backend__name=DEMO_BACKEND).exclude(model__contains="*")
+        if others and not demo_routes.exists():
+            return None
         backend, _ = Backend.objects.update_or_create(
             name=DEMO_BACKEND,
             defaults={"base_url": f"http://127.0.0.1:{mock_port}/v1", "preset": "vllm", "kind": "openai_chat"},
         )
-        Route.objects.get_or_create(model=DEMO_MODEL, backend=backend, defaults={"order": 10})
-        self.stdout.write(f"Demo backend {DEMO_BACKEND} (the built-in mock) serves model {DEMO_MODEL}.")
-        return True
+        if not others:
+            Route.objects.get_or_create(model=DEMO_MODEL, backend=backend, defaults={"order": 10})
+        model = demo_routes.order_by("order", "pk").values_list("model", flat=True).first() or DEMO_MODEL
+        if others:
+            self.stdout.write(f"Demo backend {DEMO_BACKEND} (the built-in mock, port {mock_port}) still serves "
+                              f"model {model}; delete its route in the admin to switch the demo off.")
+        else:
+            self.stdout.write(f"Demo backend {DEMO_BACKEND} (the built-in mock) serves model {model}.")
+        return model
 
-    def _admin_setup(self) -> None:
+    def _admin_setup(self) -> tuple[str, str | None]:
+        """The admin's user name, and its password when it was created just now."""
         User = get_user_model()
-        if User.objects.filter(is_superuser=True).exists():
-            return
+        existing = User.objects.filter(is_superuser=True).order_by("pk").first()
+        if existing is not None:
+            return existing.get_username(), None
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser("admin", "admin@localhost", password)
         self.stdout.write(self.style.WARNING(f"Admin user created: admin / {password}  (shown once)"))
+        return "admin", password
 
     def _key_setup(self) -> str | None:
         if ApiKey.objects.exists():
@@ -90,14 +107,19 @@ class Command(BaseCommand):
         self.stdout.write(self.style.WARNING(f"API key created: {secret}  (shown once)"))
         return secret
 
-    def _banner(self, host: str, port: int, key: str | None, demo: bool) -> None:
+    def _banner(self, host: str, port: int, *, demo: str | None, key: str | None, admin: str,
+                password: str | None) -> None:
         base = f"http://{host}:{port}"
         shown_key = key or "<your key>"
-        model = DEMO_MODEL if demo else (Route.objects.exclude(model__contains="*").values_list("model", flat=True)
-                                         .first() or "<model>")
+        model = demo or (Route.objects.exclude(model__contains="*").values_list("model", flat=True).first()
+                         or "<model>")
+        reset = "make changepassword" + ("" if admin == "admin" else f" ADMIN={admin}")
+        login = f"{admin} / {password}" if password else f"{admin} (forgot the password? {reset})"
+        keys = ("" if key else "\nYour keys were shown once, when made. A new one: make newkey NAME=laptop "
+                f"(or {base}/admin/gateway/apikey/add/)\n")
         self.stdout.write(f"""
-Dragoman on {base}   admin: {base}/admin/
-
+Dragoman on {base}   admin: {base}/admin/   login: {login}
+{keys}
 Try it:
   curl -s {base}/v1/messages -H 'x-api-key: {shown_key}' -H 'anthropic-version: 2023-06-01' \\
        -H 'content-type: application/json' \\
