@@ -389,8 +389,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 def _unknown(name: str, known: set[str]) -> CapabilityProblem:
     near = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f"did you mean {near[0]}?" if near else "the README's Capabilities and presets lists them"
-    return CapabilityProblem(name, f"unknown field; {hint}")
+    hint = f"did you mean {near[0]}?" if near else "the README's Capabilities and presets tables list the known ones"
+    return CapabilityProblem(name, f"unknown field ({hint})")
 
 
 def capabilities_build(*, preset: str = "generic", overrides: dict[str, Any] | None = None,

@@ -44,13 +44,20 @@ def staff() -> Client:
     return client
 
 
-def test_every_bad_value_of_a_file_is_in_one_error_naming_its_entry(tmp_path: Path) -> None:
-    path = tmp_path / "dragoman.yaml"
-    path.write_text(THREE_BAD_VALUES_AND_A_BAD_ROUTE)
+def applyconfig_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> str:
+    """What ``python manage.py applyconfig dragoman.yaml`` prints for ``text``."""
+    monkeypatch.chdir(tmp_path)
+    Path("dragoman.yaml").write_text(text)
     with pytest.raises(CommandError) as excinfo:
-        call_command("applyconfig", str(path))
-    lines = str(excinfo.value).splitlines()
-    assert lines[0] == f"{path}: 4 problems"
+        call_command("applyconfig", "dragoman.yaml")
+    return f"CommandError: {excinfo.value}"
+
+
+def test_every_bad_value_of_a_file_is_in_one_error_naming_its_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = applyconfig_error(tmp_path, monkeypatch, THREE_BAD_VALUES_AND_A_BAD_ROUTE).splitlines()
+    assert lines[0] == "CommandError: dragoman.yaml: 4 problems"
     backend, route = lines[1].strip(), lines[2].strip()
     assert backend.startswith("backend vllm-big: ")
     assert 'capabilities.prefill: "sometimes" is not one of native, continue_final_message' in backend
@@ -59,6 +66,14 @@ def test_every_bad_value_of_a_file_is_in_one_error_naming_its_entry(tmp_path: Pa
     assert route.startswith('route qwen3-coder: capabilities.images: "maybe" is not one of pass, placeholder')
     assert lines[3] == "Nothing was changed."
     assert not Backend.objects.exists() and not Route.objects.exists()
+
+
+def test_the_readme_shows_the_message_as_applyconfig_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = readme.split("$ python manage.py applyconfig dragoman.yaml\n")[1].split("```")[0]
+    assert shown == applyconfig_error(tmp_path, monkeypatch, THREE_BAD_VALUES_AND_A_BAD_ROUTE) + "\n"
 
 
 def test_an_entry_without_a_name_is_called_by_its_index() -> None:
