@@ -92,6 +92,15 @@ def test_applyconfig_on_a_database_nobody_migrated_says_to_migrate(local_env: di
     assert_one_clear_line(manage(local_env, "applyconfig", str(tmp_path / "dragoman.yaml")), "migrate")
 
 
+def test_make_run_on_a_busy_port_says_so_and_how_to_pick_another(local_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = manage({**local_env, "PORT": str(port)}, "quickstart")
+    assert_one_clear_line(done, f"port {port} on 127.0.0.1 is busy", f"make run PORT={port + 10}")
+
+
 def test_a_second_make_run_says_how_to_make_a_key_and_reset_the_admin_password(local_env: dict[str, str]) -> None:
     first = manage(local_env, "quickstart", "--no-serve")
     assert first.returncode == 0, first.stderr

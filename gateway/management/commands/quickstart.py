@@ -31,8 +31,11 @@ DEMO_MODEL = "dragoman-demo"
 
 
 def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex((host, port)) != 0
+    try:
+        with socket.create_connection((host, port), timeout=1):  # IPv4 or IPv6, as HOST says
+            return False
+    except OSError:
+        return True
 
 
 def _wait_port(host: str, port: int, timeout: float = 15.0) -> bool:
