@@ -81,7 +81,7 @@ def yaml_error_text(exc: yaml.YAMLError) -> str:
     return "; ".join(parts) or type(exc).__name__
 
 
-class Problems:
+class ConfigProblems:
     """Every problem of a config file, by the entry it belongs to, raised together at the end.
 
     An entry is named by its ``name`` (a route by its ``model``), by its index only when it has
@@ -151,7 +151,7 @@ def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with backends, routes and keys")
-    problems = Problems()
+    problems = ConfigProblems()
     unknown = set(data) - {"backends", "routes", "keys"}
     if unknown:
         problems.add("", f"unknown top-level keys: {', '.join(sorted(map(str, unknown)))}")

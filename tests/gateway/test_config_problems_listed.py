@@ -128,3 +128,13 @@ def test_a_backend_form_with_two_bad_capabilities_shows_each_next_to_its_field(s
     assert "may not set add_generation_prompt" in unescape(body)
     assert "values must be strings (not the value of x-retries)" in unescape(headers)
     assert not Backend.objects.exists()
+
+
+def test_capabilities_that_are_not_a_mapping_are_a_problem_not_a_crash() -> None:
+    text = ("backends: [{name: b, base_url: 'http://b/v1', capabilities: [prefill]}]\n"
+            "routes: [{model: m, backend: b, capabilities: [prefill]}]\n")
+    with pytest.raises(ConfigError) as excinfo:
+        config_parse(text)
+    assert str(excinfo.value).splitlines()[1:] == [
+        "  backend b: capabilities: must be a mapping of capability names to values",
+        "  route m: capabilities: must be a mapping of capability names to values"]
