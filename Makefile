@@ -40,14 +40,14 @@ run: install
 applyconfig: install
 	@test -n "$(FILE)" || { echo "which file? make applyconfig FILE=dragoman.yaml" >&2; exit 2; }
 	$(LOCAL_MANAGE) migrate --noinput --verbosity 0
-	$(LOCAL_MANAGE) applyconfig $(FILE)
+	$(LOCAL_MANAGE) applyconfig "$(FILE)"
 
 newkey: install
 	@test -n "$(NAME)" || { echo "a key needs a name: make newkey NAME=laptop" >&2; exit 2; }
-	$(LOCAL_MANAGE) newkey $(NAME)
+	$(LOCAL_MANAGE) newkey "$(NAME)"
 
 changepassword: install
-	$(LOCAL_MANAGE) changepassword $(ADMIN)
+	$(LOCAL_MANAGE) changepassword "$(ADMIN)"
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
