@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
@@ -21,7 +21,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from inspector.live import summary_row
-from inspector.models import Exchange
+from inspector.models import FAILED, Exchange
 from inspector.recorder import recorder
 from inspector.rows import (
     ENDPOINT_NAMES,
@@ -245,11 +245,10 @@ class ErrorFilter(admin.SimpleListFilter):
         return [("yes", "with an error"), ("no", "without")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Exchange]) -> QuerySet[Exchange]:
-        error = ~Q(error_type="") | ~Q(status__gte=200, status__lt=300) | Q(disconnected=True)
         if self.value() == "yes":
-            return queryset.filter(error)
+            return queryset.filter(FAILED)
         if self.value() == "no":
-            return queryset.exclude(error)
+            return queryset.exclude(FAILED)
         return queryset
 
 

@@ -8,6 +8,7 @@ from itertools import islice
 from typing import Any
 
 from django.db import models
+from django.db.models import Q
 from django.db.models.query import ModelIterable
 
 
@@ -52,6 +53,11 @@ class Piece(models.Model):
 
     def __str__(self) -> str:
         return self.hash
+
+
+# An exchange that failed as its client saw it: an error status, a stream that ended with an
+# error event, or a client that left. The list's error filter, usage and sessions count by it.
+FAILED = Q(status__gte=400) | ~Q(error_type="") | Q(disconnected=True)
 
 
 class Exchange(models.Model):
@@ -125,6 +131,11 @@ class Exchange(models.Model):
         base_manager_name = "objects"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["session_id", "created_at"], name="exchange_session_time")]
+
+    @property
+    def failed(self) -> bool:
+        """``FAILED`` for one row."""
+        return self.status >= 400 or bool(self.error_type) or self.disconnected
 
     def __str__(self) -> str:
         return self.id

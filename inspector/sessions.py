@@ -16,12 +16,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.admin.utils import quote
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Sum
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from inspector.facts import body_decoded
-from inspector.models import Exchange
+from inspector.models import FAILED, Exchange
 from inspector.storage import exchanges_load
 from inspector.turns import TurnChange, turn_change
 
@@ -68,10 +68,6 @@ def duration_label(ms: float) -> str:
     return f"{hours} h {minute:02d} min"
 
 
-def exchange_failed(exchange: Exchange) -> bool:
-    return bool(exchange.error_type) or exchange.status >= 400 or exchange.disconnected
-
-
 @dataclass
 class Totals:
     turns: int = 0
@@ -89,7 +85,7 @@ class Totals:
         self.output_tokens += exchange.output_tokens or 0
         self.cache_read_tokens += exchange.cache_read_tokens or 0
         self.cache_creation_tokens += exchange.cache_creation_tokens or 0
-        self.errors += exchange_failed(exchange)
+        self.errors += exchange.failed
         self.duration_ms += exchange.duration_ms or 0.0
 
     @property
@@ -121,7 +117,7 @@ class SessionTurn:
 
     @property
     def failed(self) -> bool:
-        return exchange_failed(self.exchange)
+        return self.exchange.failed
 
     @property
     def breaks_prefix(self) -> bool:
@@ -277,11 +273,10 @@ def turns_compare(turns: list[SessionTurn]) -> None:
 def sessions_recent(*, days: int = 7, limit: int = 100) -> list[dict[str, Any]]:
     """The sessions active in the last ``days``, most recent first: one GROUP BY session_id."""
     since = timezone.now() - timedelta(days=days)
-    failed = Q(status__gte=400) | ~Q(error_type="") | Q(disconnected=True)
     rows = (Exchange.objects.filter(created_at__gte=since).exclude(session_id="").values("session_id")
             .annotate(turns=Count("id"), agents=Count("agent_id", distinct=True),
                       input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
-                      cache_read_tokens=Sum("cache_read_tokens"), errors=Count("id", filter=failed),
+                      cache_read_tokens=Sum("cache_read_tokens"), errors=Count("id", filter=FAILED),
                       first_at=Min("created_at"), last_at=Max("created_at"), user_id=Max("user_id"))
             .order_by("-last_at")[:limit])
     return [{**row, "url": session_url(row["session_id"])} for row in rows]

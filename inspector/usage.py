@@ -15,12 +15,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, cast, get_args
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, FloatField, Q, QuerySet, Sum, Value
+from django.db.models import Aggregate, Avg, Count, FloatField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from inspector.models import Exchange
+from inspector.models import FAILED, Exchange
 
 Bucket = Literal["hour", "day"]
 Group = Literal["key", "model", "backend"]
@@ -35,7 +35,7 @@ MAX_RANGE: dict[Bucket, timedelta] = {"hour": timedelta(days=7), "day": timedelt
 PERCENTILE_SAMPLE = 100_000
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
 # An error: an HTTP error status, or an error type (a stream that failed after its 200).
-ERROR = Q(status__gte=400) | ~Q(error_type="")
+ERROR = FAILED
 
 
 @dataclass(frozen=True)
