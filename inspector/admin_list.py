@@ -7,7 +7,6 @@ import math
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -15,7 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -32,6 +31,7 @@ from inspector.rows import (
     verdict_of,
 )
 from inspector.search import SEARCH_HELP, exchanges_search
+from inspector.sessions import session_list_url, session_url
 from translation.usage import overhead_ms
 
 # The scalar columns the list shows (never the bodies).
@@ -300,10 +300,8 @@ def exchange_overhead(obj: Exchange) -> float | None:
 
 
 def _session_url(session_id: str) -> str:
-    try:
-        return reverse("admin:inspector_exchange_session", args=[session_id])
-    except NoReverseMatch:  # no session page: the list of that session's exchanges
-        return reverse("admin:inspector_exchange_changelist") + "?" + urlencode({"session_id": session_id})
+    """The session's page, or the list of its exchanges for an id that cannot be in a path."""
+    return session_url(session_id) or session_list_url(session_id)
 
 
 class ExchangeListPages(admin.ModelAdmin):

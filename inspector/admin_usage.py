@@ -17,10 +17,11 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Min
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from inspector.models import Exchange
+from inspector.sessions import session_url
 from inspector.usage import (
     ERROR,
     GROUP_COLUMN,
@@ -48,14 +49,6 @@ RECENT = 20
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} ms"
-
-
-def _session_url(session_id: str) -> str | None:
-    # The sessions page belongs to the sessions module; until it exists the id is shown unlinked.
-    try:
-        return reverse("admin:inspector_exchange_session", args=[session_id])
-    except NoReverseMatch:
-        return None
 
 
 def _local(moment: Any) -> str:
@@ -159,7 +152,7 @@ class UsagePages(admin.ModelAdmin):
                      "time": _local(e.created_at), "status": e.status, "error_type": e.error_type,
                      "error_message": e.error_message, "model": e.client_model, "backend": e.backend_name}
                     for e in errors],
-            sessions=[{"id": s["session_id"], "link": _session_url(s["session_id"]), "first": _local(s["first"]),
+            sessions=[{"id": s["session_id"], "link": session_url(s["session_id"]) or None, "first": _local(s["first"]),
                        "last": _local(s["last"]), "requests": s["requests"]} for s in sessions],
             usage_url=reverse("admin:inspector_exchange_usage") + "?" + urlencode(query.params()))
         return TemplateResponse(request, "admin/inspector/exchange/usage_key.html", context)

@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.urls import NoReverseMatch, reverse
 
 from inspector.conversation import message_conversation, request_conversation
 from inspector.diff import (
@@ -30,6 +29,7 @@ from inspector.diff import (
 from inspector.hooks import Route, RouteTable, hooks
 from inspector.models import Exchange
 from inspector.recorder import ExchangeRecord, recorder
+from inspector.sessions import session_list_url, session_url
 from inspector.storage import INTERNAL_COLUMNS
 from translation.errors import ApiError
 from translation.fold import message_fold
@@ -218,12 +218,8 @@ def exchange_rejected(exchange: Exchange) -> dict[str, Any] | None:
 def session_panel(exchange: Exchange) -> dict[str, Any] | None:
     if not exchange.session_id:
         return None
-    try:
-        url = reverse("admin:inspector_exchange_session", args=[exchange.session_id])
-    except NoReverseMatch:  # the sessions page is not installed
-        url = ""
     return {"id": exchange.session_id, "agent": exchange.agent_id, "parent": exchange.parent_agent_id,
-            "url": url, "list_url": f"{reverse('admin:inspector_exchange_changelist')}?session_id={exchange.session_id}"}
+            "url": session_url(exchange.session_id), "list_url": session_list_url(exchange.session_id)}
 
 
 def _bodies_both(exchange: Exchange) -> bool:
