@@ -372,11 +372,7 @@ def tool_calls_empty(request: MockRequest) -> Script:
 @scenario("tool_call")
 def tool_call(request: MockRequest) -> Script:
     """Text, then one Bash call with its arguments over several chunks; finish tool_calls."""
-    if reply := _tool_result_reply(request):
-        return reply
-    deltas = [Delta(content=TOOL_CALL_TEXT)]
-    deltas += tool_call_deltas(index=0, id="call_mock_0", name="Bash", arguments=BASH_ARGUMENTS)
-    return Script(Completion(tuple(deltas), finish_reason="tool_calls"))
+    return _bash_call(request, call_id="call_mock_0", arguments=BASH_ARGUMENTS)
 
 
 @scenario("parallel_tools")
@@ -648,10 +644,16 @@ CLI_BASH_ARGUMENTS = f'{{"command":"echo {CLI_TOOL_OUTPUT}","description":"Print
 @scenario("bash_echo")
 def bash_echo(request: MockRequest) -> Script:
     """One Bash call `echo hello-from-mock-tool`; the tool result is then quoted back as text."""
+    return _bash_call(request, call_id="call_mock_echo", arguments=CLI_BASH_ARGUMENTS)
+
+
+def _bash_call(request: MockRequest, *, call_id: str, arguments: str) -> Script:
+    """Text, then one Bash call (its arguments over several chunks); the tool result, once it
+    comes back, is quoted as text."""
     if reply := _tool_result_reply(request):
         return reply
     deltas = [Delta(content=TOOL_CALL_TEXT)]
-    deltas += tool_call_deltas(index=0, id="call_mock_echo", name="Bash", arguments=CLI_BASH_ARGUMENTS)
+    deltas += tool_call_deltas(index=0, id=call_id, name="Bash", arguments=arguments)
     return Script(Completion(tuple(deltas), finish_reason="tool_calls"))
 
 
