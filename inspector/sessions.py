@@ -255,7 +255,7 @@ def turns_compare(turns: list[SessionTurn]) -> None:
     for start in range(0, len(turns), _BODY_BATCH):
         batch = turns[start:start + _BODY_BATCH]
         loaded = list(Exchange.objects.filter(pk__in=[t.exchange.id for t in batch])
-                      .only("id", "client_request", "upstream_request"))
+                      .only("id", "client_request", "upstream_request", "bodies"))
         exchanges_load(loaded)
         by_id = {e.id: e for e in loaded}
         for turn in batch:
@@ -290,7 +290,7 @@ def session_panel_context(exchange: Exchange) -> dict[str, Any] | None:
         return None
     same_agent = Exchange.objects.filter(session_id=exchange.session_id, agent_id=exchange.agent_id)
     earlier = same_agent.filter(created_at__lt=exchange.created_at).order_by("-created_at")
-    previous = earlier.only("id", "backend_name", "client_request", "upstream_request").first()
+    previous = earlier.only("id", "backend_name", "client_request", "upstream_request", "bodies").first()
     next_id = (same_agent.filter(created_at__gt=exchange.created_at).order_by("created_at")
                .values_list("id", flat=True).first())
     client, backend = _bodies(exchange)
@@ -301,7 +301,7 @@ def session_panel_context(exchange: Exchange) -> dict[str, Any] | None:
     reached = previous is not None and (before_backend is not None or bool(previous.backend_name))
     if backend is not None and previous is not None and not reached:
         # The previous turn never reached a backend (rejected): compare with the last that did.
-        older = earlier.exclude(backend_name="").only("id", "client_request", "upstream_request").first()
+        older = earlier.exclude(backend_name="").only("id", "client_request", "upstream_request", "bodies").first()
         if older is not None:
             exchanges_load([older])
             before_backend, reached = _bodies(older)[1], True
