@@ -8,15 +8,14 @@ Pure functions of the decoded bodies: nothing here runs on the request path.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from translation.jsonbytes import json_loads_exact
+from translation.session import SESSION_HEADER, header, session_from_user_id
 
-SESSION_HEADER = "x-claude-code-session-id"
 AGENT_HEADER = "x-claude-code-agent-id"
 PARENT_AGENT_HEADER = "x-claude-code-parent-agent-id"
 
@@ -24,19 +23,6 @@ PARENT_AGENT_HEADER = "x-claude-code-parent-agent-id"
 SEARCH_TEXT_MAX = 8000
 _PART_MAX = 3000
 
-# Claude Code's older metadata.user_id: ``user_<hash>_account_<uuid>_session_<uuid>``.
-_USER_ID_SESSION = re.compile(r"_session_([0-9a-fA-F-]{8,64})")
-
-
-def header(headers: Mapping[str, Any] | None, name: str) -> str:
-    """A header's value whatever case it was stored in ('' when absent)."""
-    if not headers:
-        return ""
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), "")
-    return str(value or "")
 
 
 def body_decoded(part: Mapping[str, Any]) -> Any:
@@ -58,22 +44,6 @@ def user_id_of(body: Any) -> str:
     metadata = body.get("metadata")
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     return user_id if isinstance(user_id, str) else ""
-
-
-def session_from_user_id(user_id: str) -> str:
-    """The session a ``metadata.user_id`` names: Claude Code's ``…_session_<uuid>`` form, or a
-    JSON object with a ``session_id``; '' when it names none (a plain user id is no session)."""
-    if not user_id:
-        return ""
-    if user_id.startswith("{"):
-        try:
-            decoded = orjson.loads(user_id)
-        except orjson.JSONDecodeError:
-            return ""
-        value = decoded.get("session_id") if isinstance(decoded, dict) else None
-        return value if isinstance(value, str) else ""
-    match = _USER_ID_SESSION.search(user_id)
-    return match.group(1) if match else ""
 
 
 def _text_of(content: Any, limit: int = _PART_MAX) -> str:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from inspector.facts import SESSION_HEADER, header
 from inspector.rows import VERDICT_LABELS, endpoint_label, status_label, time_label, verdict_of
+from translation.session import SESSION_HEADER, header
 
 if TYPE_CHECKING:
     from inspector.recorder import ExchangeRecord

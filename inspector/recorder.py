@@ -57,6 +57,12 @@ class ExchangeRecord:
     error_type: str = ""
     error_message: str = ""
     disconnected: bool = False
+    # Every upstream attempt, in order (gateway.pipeline.attempts): {"backend", "upstream_model",
+    # "group", "weight", "reason" (why this target: "only target", "affinity", "least in-flight",
+    # "fallback", "last resort"), "outcome" ("ok", "failed", "gave up"), "status" (the backend's,
+    # or None when it never answered), "error", "error_type", "started_ms", "ended_ms"}. More than
+    # one: the exchange failed over.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     upstream_usage: dict[str, Any] = field(default_factory=dict)
     client_request: dict[str, Any] = field(default_factory=dict)

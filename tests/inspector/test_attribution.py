@@ -12,9 +12,10 @@ import httpx
 import pytest
 from django.test import AsyncClient
 
-from inspector.facts import exchange_facts, session_from_user_id
+from inspector.facts import exchange_facts
 from tests.conftest import KEY, Upstream
 from tests.gateway.helpers import chat_completion, user_request
+from translation.session import session_from_user_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
