@@ -128,6 +128,10 @@ class Capabilities:
     betas: tuple[str, ...] = ("*",)
     # Keep ``cache_control.ttl`` / ``scope`` (newer extensions some endpoints reject).
     cache_control_extensions: bool = True
+    # -- prompt caching (OpenAI prompt caching guide; API reference, prompt_cache_key) --
+    # Send the client's session (Claude Code's session id) as ``prompt_cache_key``: OpenAI routes
+    # requests by it, so one session's turns keep landing on the machine that holds its prefix.
+    prompt_cache_key: bool = False
     # -- escape hatches --
     # Top-level body fields removed from every upstream request (after all other rewrites).
     drop_fields: tuple[str, ...] = ()
@@ -201,6 +205,9 @@ FIELD_HELP: dict[str, str] = {
     "betas": "Native Anthropic backends: anthropic-beta values forwarded; * for all, empty for none.",
     "cache_control_extensions": "Native Anthropic backends: keep cache_control ttl/scope (some endpoints "
     "reject them).",
+    "prompt_cache_key": "OpenAI Chat Completions and Responses: send the client's session (Claude Code's "
+    "x-claude-code-session-id, else the session in metadata.user_id) as prompt_cache_key, which OpenAI "
+    "routes its prompt cache by. Servers that do not read it (vLLM, SGLang, llama.cpp, Ollama) leave it off.",
     "drop_fields": "Top-level body fields removed from every upstream request.",
     "extra_body": "JSON object merged into every upstream request body.",
     "extra_headers": "JSON object of extra HTTP headers sent to the backend.",
@@ -219,6 +226,7 @@ FIELD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("System prompt", ("strip_billing_header", "system_messages")),
     ("OpenAI Responses backends", ("reasoning_summary", "stateless")),
     ("Native Anthropic backends", ("foreign_thinking", "betas", "cache_control_extensions")),
+    ("Prompt caching", ("prompt_cache_key",)),
     ("Escape hatches", ("drop_fields", "extra_body", "extra_headers")),
 )
 
@@ -283,11 +291,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_tokens_field": "max_completion_tokens",
         "top_k": False,
         "thinking_control": "reasoning_effort",
+        "prompt_cache_key": True,
     },
     # OpenAI Responses API (kind openai_responses): no prefill, no top_k, reasoning.effort with a
     # summary, stateless reasoning round trips (store: false + encrypted reasoning).
     "openai-responses": {"prefill": "rewrite", "top_k": False, "thinking_control": "reasoning_effort",
-                         "reasoning_replay": "never", "reasoning_field_out": ""},
+                         "reasoning_replay": "never", "reasoning_field_out": "", "prompt_cache_key": True},
     # DeepSeek: chat prefix completion is {"prefix": true}; in thinking mode reasoning_content is
     # required (even "") on tool-call turns and ignored elsewhere; thinking: {type}; no top_k.
     "deepseek": {"prefill": "prefix_flag", "top_k": False, "reasoning_replay": "tool_turns",
