@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from gateway.backends.base import UpstreamCall
-from gateway.snapshot import KeyInfo, RouteInfo
+from gateway.snapshot import KeyInfo, RouteInfo, Target
 from inspector.live import live_publish
 from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
@@ -57,12 +57,20 @@ class LiveExchanges:
 records_live = LiveExchanges()
 
 
+# Attempts kept on a record: a route's attempt limit is smaller in any sane configuration.
+ATTEMPTS_RECORDED_MAX = 20
+_UPSTREAM_MARKS = ("upstream_connected", "upstream_headers", "upstream_first_byte", "upstream_done")
+
+
 class Exchange:
-    __slots__ = ("_finished", "record")
+    __slots__ = ("_broke", "_finished", "_notes_base", "_on_end", "record")
 
     def __init__(self, record: ExchangeRecord) -> None:
         self.record = record
         self._finished = False
+        self._notes_base = -1  # the notes made before the first attempt (admission's)
+        self._on_end: Callable[[str], None] | None = None  # the chosen target's release (gateway.health)
+        self._broke = ""  # why the backend's stream broke after the client's had begun
 
     @classmethod
     def start(cls, request: HttpRequest, endpoint: str) -> Exchange:
@@ -155,6 +163,59 @@ class Exchange:
 
     def streaming(self, stream: bool) -> None:
         self.record.stream = stream
+
+    # -- attempts (gateway.pipeline.attempts) --------------------------------------------------
+
+    def attempt_started(self, target: Target, reason: str) -> None:
+        """A target is tried: the record describes this attempt's call from here on (an earlier
+        attempt's upstream request, answer, timings and notes move to its entry in ``attempts``)."""
+        record = self.record
+        if self._notes_base < 0:
+            self._notes_base = len(record.notes)
+        del record.notes[self._notes_base:]
+        for mark in _UPSTREAM_MARKS:
+            record.timings.pop(mark, None)
+        record.upstream_request, record.upstream_response = {}, {}
+        record.upstream_usage.clear()
+        route = target.route
+        record.backend_name, record.preset = route.backend.name, route.backend.preset
+        record.upstream_model = route.upstream_model or record.client_model
+        record.capture = route.backend.capture or settings.INSPECTOR_CAPTURE
+        if len(record.attempts) < ATTEMPTS_RECORDED_MAX:
+            record.attempts.append({"backend": route.backend.name, "upstream_model": record.upstream_model,
+                                    "group": target.group, "weight": target.weight, "reason": reason,
+                                    "outcome": "", "status": None, "error": "", "error_type": "",
+                                    "started_ms": record.elapsed_ms(), "ended_ms": None})
+
+    def attempt_failed(self, error: ApiError, *, outcome: str) -> None:
+        """The attempt ended in ``error`` before the client's answer began: ``outcome`` "failed"
+        (another target may be tried) or "gave up" (the client gets this error)."""
+        self._attempt_end(outcome, error)
+
+    def attempt_succeeded(self, on_end: Callable[[str], None]) -> None:
+        """The client's answer comes from this attempt; ``on_end`` runs when the exchange ends
+        (with why the backend's stream broke, or '')."""
+        self._attempt_end("ok", None)
+        self._on_end = on_end
+
+    def _attempt_end(self, outcome: str, error: ApiError | None) -> None:
+        record = self.record
+        if not record.attempts:
+            return
+        attempt = record.attempts[-1]
+        attempt["outcome"], attempt["ended_ms"] = outcome, record.elapsed_ms()
+        attempt["status"] = record.upstream_response.get("status")
+        if error is not None:
+            attempt["error"], attempt["error_type"] = error.message[:2000], error.type
+
+    def attempts_exhausted(self) -> None:
+        """No target answered (the attempt limit or the deadline): the last attempt's error is the client's."""
+        if self.record.attempts:
+            self.record.attempts[-1]["outcome"] = "gave up"
+
+    def upstream_broke(self, message: str) -> None:
+        """The backend's stream failed below HTTP after the client's had begun (its health hears)."""
+        self._broke = message
 
     # -- the upstream call ------------------------------------------------------------------
 
@@ -284,4 +345,6 @@ class Exchange:
             return
         self._finished = True
         self.record.mark("finished")
+        if self._on_end is not None:
+            self._on_end(self._broke)
         recorder.submit(self.record)

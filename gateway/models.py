@@ -114,7 +114,18 @@ class Route(models.Model):
                   "anthropic). Each must match the route's pattern.")
     capability_overrides = models.JSONField(default=dict, blank=True,
                                             help_text="Per-route capability overrides by field name, e.g. "
-                                                      '{"prefill": "reject"}.')
+                                                      '{"prefill": "reject"}. They apply to the backend above; '
+                                                      "each further target has its own.")
+    weight = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)],
+        help_text="The backend above is a target of priority group 0 with this weight (see the targets below).")
+    max_attempts = models.PositiveIntegerField(
+        default=3, validators=[MinValueValidator(1)],
+        help_text="Targets one request may try before the client gets the last error (failover happens only "
+                  "before the client has received a byte).")
+    failover_seconds = models.FloatField(
+        default=30.0, validators=[MinValueValidator(0.0)],
+        help_text="No further target is tried once this many seconds have passed since the request arrived.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -138,6 +149,46 @@ class Route(models.Model):
     def aliases_unmatched(self) -> list[str]:
         """Aliases this route would not serve (a listed id must reach the route that lists it)."""
         return [a for a in self.alias_list() if _is_glob(a) or not self.matches(a)]
+
+
+class RouteTarget(models.Model):
+    """A further backend of a route: a replica beside the route's own backend (the same priority
+    group, chosen by weight, in-flight requests and session affinity) or a fallback (a later
+    group, tried when every target of the groups before it failed or is ejected)."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="targets")
+    backend = models.ForeignKey(Backend, on_delete=models.CASCADE, related_name="route_targets")
+    upstream_model = models.CharField(max_length=200, blank=True,
+                                      help_text="Model name sent to this backend. Empty: the name the client sent.")
+    priority = models.PositiveIntegerField(
+        default=0, help_text="Priority group: 0 is the route's own backend's (replicas), 1 the first fallback, …")
+    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)],
+                                         help_text="Share of the group's traffic, relative to the others'.")
+    capability_overrides = models.JSONField(default=dict, blank=True,
+                                            help_text="Capability overrides for this target only, by field name.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        verbose_name = "further target"
+
+    def __str__(self) -> str:
+        return f"{self.backend_id and self.backend.name} (group {self.priority}, weight {self.weight})"
+
+
+class BackendHealth(models.Model):
+    """A backend's passive health as instances share it without Redis (``gateway.health``): when
+    one instance ejects a failing backend, the others read it here and skip the backend too."""
+
+    backend_name = models.CharField(max_length=100, unique=True)
+    ejected_until = models.FloatField(default=0.0, help_text="Unix time the cool-down ends.")
+    last_error = models.TextField(blank=True)
+    failed_at = models.FloatField(default=0.0)
+    instance = models.CharField(max_length=100, blank=True, help_text="The instance that ejected it.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "backend health"
 
 
 class ApiKey(models.Model):

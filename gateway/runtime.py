@@ -1,6 +1,6 @@
 """The process's long-lived state in one place: the config store (the snapshot and its watcher),
-the inspector's recorder (its writer thread), the rate limiter and the backends' HTTP client
-pools, with one ``start`` and one ``stop``. Built once per process (``runtime_get``); the
+the inspector's recorder (its writer thread), the rate limiter, the backends' HTTP client
+pools and their health, with one ``start`` and one ``stop``. Built once per process (``runtime_get``); the
 server entry point (``gateway.asgi``) and the test setup (tests/conftest.py) start it, and stop
 it at exit.
 
@@ -15,6 +15,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from gateway.health import Health, HealthSync
 from gateway.ratelimit import RateLimiter
 from gateway.snapshot import ConfigStore
 from gateway.upstream import UpstreamPools
@@ -29,15 +30,23 @@ class Runtime:
     recorder: Recorder
     limiter: RateLimiter
     upstream: UpstreamPools  # the backends' HTTP client pools, one per backend version
+    health: Health  # backends' passive health, and the thread sharing it with other instances
+    health_sync: HealthSync
 
     def start(self) -> None:
-        """Start the recorder's writer and the config watcher (idempotent)."""
+        """Start the recorder's writer, the config watcher and the health sharing (idempotent)."""
+        from django.conf import settings
+
+        self.health.configure(failures=settings.HEALTH_EJECT_FAILURES, window=settings.HEALTH_EJECT_WINDOW_SECONDS,
+                              cooldown=settings.HEALTH_EJECT_SECONDS)
         self.recorder.start()
         self.config.start()
+        self.health_sync.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching the config, then write what the recorder holds and end its writer."""
         self.config.stop()
+        self.health_sync.stop()
         if not self.recorder.stop(timeout):
             log.error("inspector: the writer was still writing after %.0f s at shutdown", timeout)
 
@@ -55,10 +64,12 @@ def runtime_get() -> Runtime:
     global _runtime
     with _lock:
         if _runtime is None:
+            from gateway.health import health, health_sync
             from gateway.ratelimit import limiter
             from gateway.snapshot import store
             from gateway.upstream import pools
             from inspector.recorder import recorder
 
-            _runtime = Runtime(config=store, recorder=recorder, limiter=limiter, upstream=pools)
+            _runtime = Runtime(config=store, recorder=recorder, limiter=limiter, upstream=pools,
+                               health=health, health_sync=health_sync)
         return _runtime

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 
-from gateway.models import ApiKey, Backend, ConfigStamp, Route
+from gateway.models import ApiKey, Backend, ConfigStamp, Route, RouteTarget
 
 
 def config_changed(sender: Any, **kwargs: Any) -> None:
@@ -25,6 +25,6 @@ def config_changed(sender: Any, **kwargs: Any) -> None:
     transaction.on_commit(snapshot.snapshot_invalidate)
 
 
-for _model in (Backend, Route, ApiKey):
+for _model in (Backend, Route, RouteTarget, ApiKey):
     post_save.connect(config_changed, sender=_model, dispatch_uid=f"config-save-{_model.__name__}")
     post_delete.connect(config_changed, sender=_model, dispatch_uid=f"config-delete-{_model.__name__}")

@@ -14,14 +14,17 @@ import hmac
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 
 from translation.capabilities import Capabilities, capabilities_build
+
+if TYPE_CHECKING:
+    from gateway.models import Route, RouteTarget
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +49,11 @@ class BackendInfo:
 
 @dataclass(frozen=True, slots=True)
 class RouteInfo:
+    """A route as one target serves it: the backend, its upstream model and capabilities are
+    what adapters read. The route's own ``RouteInfo`` is its first target's, with ``targets``
+    listing every target (``gateway.routing`` orders them per request); a target's own view has
+    no targets."""
+
     id: int
     pattern: str
     is_glob: bool
@@ -54,9 +62,26 @@ class RouteInfo:
     capabilities: Capabilities
     created_at: str
     aliases: tuple[str, ...] = ()  # ids listed in /v1/models for a glob route
+    targets: tuple[Target, ...] = ()
+    max_attempts: int = 3
+    failover_seconds: float = 30.0
 
     def matches(self, model: str) -> bool:
         return fnmatch.fnmatchcase(model, self.pattern) if self.is_glob else model == self.pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One backend of a route: ``route`` is the view adapters are given for it."""
+
+    route: RouteInfo
+    group: int  # priority group: 0 first, then each fallback group in turn
+    weight: int
+    seed: bytes  # its identity for rendezvous hashing (backend and upstream model)
+
+    @property
+    def name(self) -> str:
+        return self.route.backend.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +128,7 @@ def key_hash(key: str) -> str:
 
 def snapshot_build() -> Snapshot:
     """Read the three tables once (sync; run it in a thread from async code)."""
-    from gateway.models import ApiKey, Backend, ConfigStamp, Route
+    from gateway.models import ApiKey, Backend, ConfigStamp, Route, RouteTarget
 
     stamp = ConfigStamp.objects.filter(pk=1).values_list("version", flat=True).first() or 0
     backends: dict[int, BackendInfo] = {}
@@ -118,23 +143,14 @@ def snapshot_build() -> Snapshot:
             preset=b.preset, capabilities=caps, connect_timeout=b.connect_timeout,
             read_timeout=b.read_timeout, updated=b.updated_at.timestamp(), capture=b.capture,
         )
+    further: dict[int, list[RouteTarget]] = {}
+    for t in RouteTarget.objects.filter(enabled=True, route__enabled=True).order_by("priority", "id"):
+        further.setdefault(t.route_id, []).append(t)
     routes = []
     for r in Route.objects.filter(enabled=True).order_by("order", "id"):
-        backend = backends.get(r.backend_id)
-        if backend is None:
-            continue
-        caps = backend.capabilities
-        if r.capability_overrides:
-            try:
-                caps = capabilities_build(base=caps, overrides=r.capability_overrides)
-            except ValueError as exc:
-                log.error("route %s has invalid capability overrides, skipped: %s", r.model, exc)
-                continue
-        routes.append(RouteInfo(
-            id=r.pk, pattern=r.model, is_glob=r.is_glob, backend=backend,
-            upstream_model=r.upstream_model, capabilities=caps,
-            created_at=r.created_at.isoformat().replace("+00:00", "Z"), aliases=r.alias_list(),
-        ))
+        route = _route_build(r, backends, further.get(r.pk, []))
+        if route is not None:
+            routes.append(route)
     keys: dict[str, list[KeyInfo]] = {}
     for k in ApiKey.objects.all():
         keys.setdefault(k.prefix, []).append(KeyInfo(
@@ -146,6 +162,36 @@ def snapshot_build() -> Snapshot:
         keys_by_prefix={p: tuple(v) for p, v in keys.items()},
         backends={b.name: b for b in backends.values()},
     )
+
+
+def _route_build(r: Route, backends: dict[int, BackendInfo], further: list[RouteTarget]) -> RouteInfo | None:
+    """The route's ``RouteInfo`` with every usable target (its own backend first, in group 0);
+    None when none is usable (disabled backends, invalid overrides)."""
+    created_at = r.created_at.isoformat().replace("+00:00", "Z")
+    wanted = [(r.backend_id, r.upstream_model, r.capability_overrides, 0, r.weight, f"route {r.model}")]
+    wanted += [(t.backend_id, t.upstream_model, t.capability_overrides, t.priority, t.weight,
+                f"route {r.model}, target {t.pk}") for t in further]
+    targets = []
+    for backend_id, upstream_model, overrides, group, weight, where in wanted:
+        backend = backends.get(backend_id)
+        if backend is None:
+            continue
+        caps = backend.capabilities
+        if overrides:
+            try:
+                caps = capabilities_build(base=caps, overrides=overrides)
+            except ValueError as exc:
+                log.error("%s has invalid capability overrides, skipped: %s", where, exc)
+                continue
+        view = RouteInfo(id=r.pk, pattern=r.model, is_glob=r.is_glob, backend=backend,
+                         upstream_model=upstream_model, capabilities=caps, created_at=created_at,
+                         aliases=r.alias_list(), max_attempts=r.max_attempts, failover_seconds=r.failover_seconds)
+        seed = f"{backend.name}\n{upstream_model}".encode()
+        targets.append(Target(route=view, group=group, weight=max(1, weight), seed=seed))
+    if not targets:
+        return None
+    targets.sort(key=lambda t: t.group)  # stable: the route's own backend first within group 0
+    return replace(targets[0].route, targets=tuple(targets))
 
 
 class ConfigStore:

@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from gateway.exchange import Exchange
 from gateway.pipeline.admission import admit, fail, handle
+from gateway.pipeline.attempts import attempts_run
 from gateway.pipeline.complete import complete
 from gateway.pipeline.relay import stream_open
 from gateway.snapshot import RouteInfo
@@ -26,8 +27,8 @@ async def _messages_serve(request: HttpRequest, exchange: Exchange) -> HttpRespo
 
 async def _message_send(req: MessagesRequest, route: RouteInfo, exchange: Exchange) -> HttpResponseBase:
     if req.stream:
-        return await stream_open(req, route, exchange)
-    return await complete(req, route, exchange)
+        return await attempts_run(req, route, exchange, stream_open)
+    return await attempts_run(req, route, exchange, complete)
 
 
 async def messages_replay(raw: bytes, route: RouteInfo, record: ExchangeRecord) -> None:

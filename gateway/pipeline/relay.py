@@ -122,8 +122,10 @@ class StreamRelay:
                 yield self._upstream_ended()
         except httpx.HTTPError as exc:
             if not self._ended:
-                yield self._emit(self._translator.fail(self._adapter.transport_error(backend=self._backend,
-                                                                                     exc=exc)))
+                error = self._adapter.transport_error(backend=self._backend, exc=exc)
+                if error.source != "client":
+                    self._exchange.upstream_broke(error.message)
+                yield self._emit(self._translator.fail(error))
         except (asyncio.CancelledError, GeneratorExit):
             self._exchange.stream_disconnected()
             raise
