@@ -55,7 +55,7 @@ lint: install-dev
 typecheck: install-dev
 	$(VENV)/bin/mypy gateway translation inspector
 
-pytest: install-dev chromium anthropic-sdks
+pytest: install-dev chromium anthropic-sdks services
 	$(VENV)/bin/pytest -m "not cli and not load and not multi and not real"
 
 # The Anthropic Python SDK releases tests/e2e/test_sdk_versions.py drives the gateway with, each
