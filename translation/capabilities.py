@@ -131,6 +131,11 @@ class Capabilities:
     # -- prompt caching (OpenAI prompt caching guide; API reference, prompt_cache_key) --
     # Send the client's session (Claude Code's session id) as ``prompt_cache_key``: OpenAI routes
     # requests by it, so one session's turns keep landing on the machine that holds its prefix.
+    # Only OpenAI's own presets turn it on. The local servers' prefix caches match by content and
+    # read no such key: vLLM's ChatCompletionRequest has none (chat_completion/protocol.py; its
+    # cache_salt only salts the cache), nor has SGLang's (srt/entrypoints/openai/protocol.py, which
+    # has session_id/cache_salt/extra_key instead); Ollama v0.33.0-rc2 (openai/responses.go) parses
+    # it on /v1/responses and marks it "Not supported"; llama.cpp picks a slot by prompt similarity.
     prompt_cache_key: bool = False
     # -- escape hatches --
     # Top-level body fields removed from every upstream request (after all other rewrites).
@@ -283,7 +288,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # parallel_tool_calls is not a field it reads.
     "ollama": {"prefill": "native", "reasoning_field_out": "reasoning", "thinking_control": "reasoning_effort",
                "stop_sequences": "gateway", "parallel_tool_calls": False},
-    # OpenAI: no prefill, no reasoning text, max_completion_tokens, no top_k, reasoning_effort.
+    # OpenAI: no prefill, no reasoning text, max_completion_tokens, no top_k, reasoning_effort; its
+    # prompt cache routes by prompt_cache_key (Chat Completions and Responses both take it).
     "openai": {
         "prefill": "rewrite",
         "reasoning_field_out": "",

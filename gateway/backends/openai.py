@@ -45,7 +45,7 @@ class OpenAIAdapter(BackendAdapter):
                    client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
         body, notes = type(self).request_build(req, route.capabilities,
                                                upstream_model=route.upstream_model or req.model,
-                                               backend_name=route.backend.name)
+                                               backend_name=route.backend.name, client_headers=client_headers)
         headers, _ = self.headers(route, stream=req.stream)
         return UpstreamCall(url=f"{route.backend.base_url}{self.path}", body=body, headers=headers, notes=notes)
 

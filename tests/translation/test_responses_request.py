@@ -302,8 +302,9 @@ def test_a_claude_code_thinking_replay_request_translates_completely() -> None:
     raw = claude_code_body("04")
     req = MessagesRequest.model_validate(raw)
     body, notes = build_request(req, caps_make("openai"), upstream_model="gpt-5", backend_name="oai")
-    assert set(body) == {"model", "instructions", "input", "max_output_tokens", "safety_identifier", "tools",
-                         "reasoning", "store", "include", "stream"}
+    assert set(body) == {"model", "instructions", "input", "max_output_tokens", "safety_identifier",
+                         "prompt_cache_key", "tools", "reasoning", "store", "include", "stream"}
+    assert body["prompt_cache_key"] == "4c9173a5-8097-4b7d-a946-c10ac05cab71"  # metadata.user_id's session
     assert not body["instructions"].startswith("x-anthropic-billing-header")
     assert body["instructions"].startswith("You are a Claude agent")
     assert [(i["type"], i.get("role")) for i in body["input"]] == [
@@ -324,6 +325,7 @@ def test_a_claude_code_thinking_replay_request_translates_completely() -> None:
         ("system.strip_billing_header", "system[0]"),
         ("thinking.as_summary", "messages[1].content[0]"),
         ("metadata.user_id_hash", "safety_identifier"),
+        ("prompt_cache_key.session", "prompt_cache_key"),
         ("thinking.reasoning", "reasoning"),
         ("fields.drop", "context_management"),
     ]

@@ -104,13 +104,15 @@ def test_text_streams_event_for_event() -> None:
 def test_usage_comes_from_response_completed_with_cached_tokens_apart() -> None:
     upstream = scenario_events("text", {"model": "m", "input": "a longer question " * 20})
     usage = final_response(upstream)["usage"]
-    events, _ = run(upstream)
+    events, translator = run(upstream)
     assert events[-2]["usage"] == {
         "input_tokens": usage["input_tokens"] - usage["input_tokens_details"]["cached_tokens"],
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": usage["input_tokens_details"]["cached_tokens"],
         "output_tokens": usage["output_tokens"]}
     assert events[-2]["usage"]["cache_read_input_tokens"] > 0
+    # The message the inspector records and the one the client folds carry the same split.
+    assert translator.message["usage"] == sdk_accumulate(events)["usage"] == events[-2]["usage"]
 
 
 def test_summary_deltas_become_one_thinking_block_signed_with_the_item_at_its_end() -> None:

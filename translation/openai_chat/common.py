@@ -1,4 +1,5 @@
-"""Rules shared by the non-streaming and the streaming Chat Completions translators.
+"""Rules shared by the non-streaming and the streaming Chat Completions translators, and the
+request rules the Responses translator shares with them (``prompt_cache_key``, usage).
 
 Both translators must build the same Anthropic message from the same completion (a property
 test checks it), so every decision that could differ lives here once.
@@ -6,12 +7,18 @@ test checks it), so every decision that could differ lives here once.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from translation.backend_errors import backend_error_reclassify
+from translation.capabilities import Capabilities
 from translation.errors import ApiError
 from translation.jsonbytes import json_bytes, json_loads_exact
+from translation.notes import RewriteNote
+from translation.schemas import MessagesRequest
+from translation.session import SESSION_HEADER, header, session_of
 from translation.signature import signature_mint
 
 CHAT_SIGNATURE_PAYLOAD: dict[str, Any] = {"src": "chat"}
@@ -50,6 +57,36 @@ def content_text(value: Any) -> str:
     if isinstance(value, list):
         return "".join(p.get("text", "") for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
+
+
+# OpenAI answers 400 (string_above_max_length) to a longer prompt_cache_key.
+PROMPT_CACHE_KEY_MAX = 64
+
+
+def prompt_cache_key_set(body: dict[str, Any], *, req: MessagesRequest, caps: Capabilities,
+                         client_headers: Mapping[str, str] | None, notes: list[RewriteNote]) -> None:
+    """``prompt_cache_key`` from the client's session (capability prompt_cache_key).
+
+    OpenAI routes a request to a cache machine by the prompt's first tokens and this key (OpenAI
+    prompt caching guide): one Claude Code session's turns then keep reaching the machine that
+    holds their prefix. Called before ``body_extras_apply``, so drop_fields removes the key and
+    an operator's extra_body value replaces it.
+    """
+    if not caps.prompt_cache_key:
+        return
+    session = session_of(client_headers, req.metadata.model_dump() if req.metadata is not None else None)
+    if not session:
+        return
+    source = (f"the {SESSION_HEADER} header" if header(client_headers, SESSION_HEADER)
+              else "the session in metadata.user_id")
+    if len(session) > PROMPT_CACHE_KEY_MAX:
+        body["prompt_cache_key"] = hashlib.sha256(session.encode()).hexdigest()
+        detail = (f"prompt_cache_key is the SHA-256 of {source} (longer than {PROMPT_CACHE_KEY_MAX} "
+                  "characters), so the backend's prompt cache keeps this session on one machine.")
+    else:
+        body["prompt_cache_key"] = session
+        detail = f"prompt_cache_key set from {source}, so the backend's prompt cache keeps this session on one machine."
+    notes.append(RewriteNote("prompt_cache_key.session", "prompt_cache_key", detail))
 
 
 def _int(value: Any) -> int:

@@ -6,12 +6,14 @@ not a plain one-to-one mapping leaves a ``RewriteNote``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
+from translation.openai_chat.common import prompt_cache_key_set
 from translation.openai_shared import RequestBuilder
 from translation.prefill import PrefillPlan, prefill_plan
 from translation.rewrites import EFFORT_TO_OPENAI, search_result_text
@@ -307,9 +309,10 @@ def _response_format(req: MessagesRequest, body: dict[str, Any], notes: list[Rew
                              "Structured output sent as response_format json_schema."))
 
 
-def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: str,
-                  backend_name: str = "") -> tuple[dict[str, Any], list[RewriteNote]]:
-    """The Chat Completions body for ``req`` on a backend with ``caps``, and the rewrite notes."""
+def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: str, backend_name: str = "",
+                  client_headers: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[RewriteNote]]:
+    """The Chat Completions body for ``req`` on a backend with ``caps``, and the rewrite notes
+    (``client_headers``: the client's request headers, which may name its session)."""
     b = _Builder(req, caps, backend_name)
     body: dict[str, Any] = {"model": upstream_model}
     b.messages(body)
@@ -331,6 +334,7 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
             b.note("top_k.drop", "top_k", "Dropped top_k: this backend rejects it.")
     if req.metadata is not None and req.metadata.user_id:
         body["user"] = req.metadata.user_id
+    prompt_cache_key_set(body, req=req, caps=caps, client_headers=client_headers, notes=b.notes)
     b.tools(body)
     _thinking_knob(_thinking_resolve(b, b.plan), caps, body, b.notes)
     _response_format(req, body, b.notes)

@@ -16,12 +16,14 @@ not a plain one-to-one mapping leaves a ``RewriteNote``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from translation.body import body_extras_apply
 from translation.capabilities import Capabilities
 from translation.jsonbytes import json_bytes
 from translation.notes import RewriteNote
+from translation.openai_chat.common import prompt_cache_key_set
 from translation.openai_responses.common import (
     call_id_from_tool_id,
     reasoning_payload,
@@ -252,9 +254,10 @@ def _reasoning(intent: ThinkingIntent, caps: Capabilities, body: dict[str, Any],
                              f"Sent reasoning: {json_bytes(reasoning).decode()}{source}."))
 
 
-def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: str,
-                  backend_name: str = "") -> tuple[dict[str, Any], list[RewriteNote]]:
-    """The Responses body for ``req`` on a backend with ``caps``, and the rewrite notes."""
+def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: str, backend_name: str = "",
+                  client_headers: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[RewriteNote]]:
+    """The Responses body for ``req`` on a backend with ``caps``, and the rewrite notes
+    (``client_headers``: the client's request headers, which may name its session)."""
     b = _Builder(req, caps, backend_name)
     body: dict[str, Any] = {"model": upstream_model}
     b.messages(body)
@@ -276,6 +279,7 @@ def build_request(req: MessagesRequest, caps: Capabilities, *, upstream_model: s
             b.note("metadata.user_id_hash", "safety_identifier",
                    "metadata.user_id is longer than 64 characters: sent its SHA-256 as safety_identifier.")
         body["safety_identifier"] = user_id
+    prompt_cache_key_set(body, req=req, caps=caps, client_headers=client_headers, notes=b.notes)
     b.tools(body)
     _reasoning(thinking_intent(req, b.notes), caps, body, b.notes,
                display=(req.thinking.model_extra or {}).get("display") if req.thinking is not None else None)
