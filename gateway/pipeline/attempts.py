@@ -21,7 +21,7 @@ from gateway.health import health
 from gateway.routing import Reason, targets_order
 from gateway.snapshot import RouteInfo, Target
 from translation.errors import ApiError
-from translation.schemas import MessagesRequest
+from translation.schemas import CountTokensRequest, MessagesRequest
 from translation.session import session_of
 
 R = TypeVar("R")
@@ -43,13 +43,14 @@ def failover_allowed(error: ApiError) -> bool:
     return error.source != "client"
 
 
-def targets_planned(route: RouteInfo, req: MessagesRequest, exchange: Exchange) -> list[tuple[Target, Reason]]:
+def targets_planned(route: RouteInfo, req: MessagesRequest | CountTokensRequest,
+                    exchange: Exchange) -> list[tuple[Target, Reason]]:
     """The targets this request tries, in order (a route built without targets is its own one)."""
     targets = route.targets or (Target(route=route, group=0, weight=1, seed=b""),)
     if len(targets) == 1:
         return [(targets[0], "only target")]
-    metadata = req.metadata.model_dump() if req.metadata is not None else None
-    session = session_of(exchange.client_headers, metadata)
+    metadata = getattr(req, "metadata", None)
+    session = session_of(exchange.client_headers, metadata.model_dump() if metadata is not None else None)
     return targets_order(targets, session=session, available=health.available, inflight=health.inflight)
 
 

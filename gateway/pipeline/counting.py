@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from gateway.exchange import Exchange
 from gateway.pipeline.admission import admit, fail, handle
+from gateway.pipeline.attempts import targets_planned
 from gateway.snapshot import RouteInfo
 from gateway.tokencount import tokens_count
 from inspector.recorder import ExchangeRecord
@@ -29,7 +30,12 @@ async def _count_tokens_serve(request: HttpRequest, exchange: Exchange) -> HttpR
 
 async def _count(req: CountTokensRequest, route: RouteInfo, exchange: Exchange, *,
                  client_headers: Mapping[str, str] | None) -> dict[str, int]:
-    counted = await tokens_count(req, route, client_headers=client_headers)
+    # Counted by the target a message of this session would go to first (its tokenizer); a
+    # count that fails falls back to the estimate, so there is nothing to fail over.
+    target, reason = targets_planned(route, req, exchange)[0]
+    exchange.attempt_started(target, reason)
+    counted = await tokens_count(req, target.route, client_headers=client_headers)
+    exchange.attempt_succeeded(lambda broke: None)
     result = {"input_tokens": counted.input_tokens}
     exchange.counted(result, {"input_tokens": counted.input_tokens,
                               "counted": "exact" if counted.exact else "estimate",

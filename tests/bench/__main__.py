@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.bench.harness import REPO, bench_run
 from tests.bench.report import docs_update, results_write
+from tests.bench.routing import routing_markdown, routing_run
 from tests.bench.storage import storage_markdown, storage_run
 
 
@@ -20,13 +21,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--litellm-venv", type=Path, default=REPO / ".cache" / "litellm-venv")
     parser.add_argument("--rounds", type=int, default=0, help="alternating rounds (default 2, QUICK 1)")
     parser.add_argument("--only", default="", help="run the scenarios whose name contains this "
-                        "(\"storage\": the storage benchmark alone, tests/bench/storage.py)")
+                        "(\"storage\": the storage benchmark alone, tests/bench/storage.py; \"routing\": "
+                        "choosing a route's target, tests/bench/routing.py)")
     parser.add_argument("--no-storage", action="store_true", help="leave out the storage benchmark")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results")
     parser.add_argument("--update-docs", type=Path, nargs="?", const=REPO / "docs" / "performance.md",
                         default=None, help="replace the generated block of docs/performance.md")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 2)
+    if not args.only or args.only == "routing":
+        # What choosing a route's target adds per request (gateway.routing), in-process.
+        routing = routing_markdown(routing_run(quick=args.quick))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "routing.md").write_text(routing + "\n")
+        print(routing)
+        print(f"wrote {args.out / 'routing.md'}")
+        if args.only == "routing":
+            return 0
     if not args.no_storage and (not args.only or args.only == "storage"):
         # A replayed Claude Code session: what the inspector stores, and the writer's CPU.
         runs = storage_run(turns=3 if args.quick else 30, quick=args.quick, log=lambda line: print(line, flush=True))
