@@ -26,6 +26,7 @@ from inspector.rows import (
     ENDPOINT_NAMES,
     VERDICT_LABELS,
     endpoint_label,
+    failover_label,
     status_label,
     time_label,
     verdict_of,
@@ -38,7 +39,7 @@ from translation.usage import overhead_ms
 _LIST_FIELDS = ["id", "created_at", "endpoint", "method", "path", "key_name", "key_hint", "session_id",
                 "client_model", "backend_name", "upstream_model", "stream", "status", "stop_reason", "error_type",
                 "disconnected", "input_tokens", "output_tokens", "rewrite_count", "upstream_first_byte_ms",
-                "first_event_ms", "duration_ms", "timings", "ttft_ms", "overhead_ms", "valid"]
+                "first_event_ms", "duration_ms", "timings", "ttft_ms", "overhead_ms", "valid", "attempts"]
 
 
 class FixedCountPaginator(Paginator):
@@ -252,6 +253,21 @@ class ErrorFilter(admin.SimpleListFilter):
         return queryset
 
 
+class FailedOverFilter(admin.SimpleListFilter):
+    """Exchanges whose answer came from another target than the first one tried."""
+
+    title = "failed over"
+    parameter_name = "failed_over"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "yes"), ("no", "no")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Exchange]) -> QuerySet[Exchange]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(failed_over=self.value() == "yes")
+        return queryset
+
+
 class RewritesFilter(admin.SimpleListFilter):
     title = "rewrites"
     parameter_name = "has_rewrites"
@@ -309,7 +325,8 @@ class ExchangeListPages(admin.ModelAdmin):
                     "rewrites", "verdict", "session"]
     list_display_links = ["time"]
     list_filter = [KeyFilter, EndpointFilter, StatusFilter, ErrorFilter, StopReasonFilter, ToolCallsFilter,
-                   TtftFilter, OverheadFilter, ModelFilter, BackendFilter, RewritesFilter, DateFilter, "stream",
+                   TtftFilter, OverheadFilter, ModelFilter, BackendFilter, FailedOverFilter, RewritesFilter,
+                   DateFilter, "stream",
                    SessionFilter]
     search_fields = ["id"]  # shows the search box; get_search_results does the searching
     search_help_text = SEARCH_HELP
@@ -356,8 +373,12 @@ class ExchangeListPages(admin.ModelAdmin):
 
     @admin.display(description="model → backend / upstream")
     def models(self, obj: Exchange) -> str:
-        return format_html('<span class="models">{} → {} / {}</span>', obj.client_model or "—",
-                           obj.backend_name or "—", obj.upstream_model or "—")
+        models = format_html('<span class="models">{} → {} / {}</span>', obj.client_model or "—",
+                             obj.backend_name or "—", obj.upstream_model or "—")
+        failover = failover_label(obj.attempts)
+        if failover is None:
+            return models
+        return format_html('{} <span class="failover nowrap" title="{}">{}</span>', models, failover[1], failover[0])
 
     @admin.display(description="status")
     def status_code(self, obj: Exchange) -> str:

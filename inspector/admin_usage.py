@@ -81,6 +81,7 @@ class UsagePages(admin.ModelAdmin):
                 {GROUP_COLUMN[group]: total.group})
         return {"name": group_label(total.group), "link": link, "requests": f"{total.requests:,}",
                 "errors": f"{total.errors:,}", "error_rate": f"{total.error_rate:.1%}",
+                "failovers": f"{total.failovers:,}",
                 "input": f"{total.input_tokens:,}", "output": f"{total.output_tokens:,}",
                 "cache_read": f"{total.cache_read_tokens:,}", "cache_creation": f"{total.cache_creation_tokens:,}",
                 "tokens": f"{total.tokens:,}", "ttft_avg": _ms(total.ttft_avg_ms), "ttft_p50": _ms(total.ttft_p50_ms),

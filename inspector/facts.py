@@ -8,7 +8,7 @@ Pure functions of the decoded bodies: nothing here runs on the request path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -95,8 +95,10 @@ def response_message(client_response: Mapping[str, Any]) -> dict[str, Any] | Non
 
 
 def exchange_facts(*, client_request: Mapping[str, Any], client_response: Mapping[str, Any],
-                   usage: Mapping[str, Any], error_message: str, client_model: str) -> dict[str, Any]:
-    """The derived columns of one exchange, from its parts as recorded (raw or decoded)."""
+                   usage: Mapping[str, Any], error_message: str, client_model: str,
+                   backends_tried: Sequence[str] = ()) -> dict[str, Any]:
+    """The derived columns of one exchange, from its parts as recorded (raw or decoded);
+    ``backends_tried``: the backends of an exchange that failed over, which search finds it by."""
     headers = client_request.get("headers") or {}
     body = body_decoded(client_request)
     user_id = user_id_of(body)
@@ -106,7 +108,8 @@ def exchange_facts(*, client_request: Mapping[str, Any], client_response: Mappin
     model = client_model
     if not model and isinstance(body, dict) and isinstance(body.get("model"), str):
         model = body["model"]
-    words = [last_user_text(body), _text_of(content), error_message[:_PART_MAX]]
+    # The backends first: the cap cuts the end, and a long turn must not hide them.
+    words = [" ".join(backends_tried)[:_PART_MAX], last_user_text(body), _text_of(content), error_message[:_PART_MAX]]
     return {
         "method": str(client_request.get("method") or "")[:10],
         "path": str(client_request.get("path") or "")[:300],

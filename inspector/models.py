@@ -89,6 +89,11 @@ class Exchange(models.Model):
     error_type = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
     disconnected = models.BooleanField(default=False)
+    # Every upstream attempt, in order, as the recorder keeps them (``ExchangeRecord.attempts``,
+    # the first ``ATTEMPTS_MAX``, errors capped and redacted); empty on rows written before.
+    attempts = models.JSONField(default=list, blank=True)
+    failed_over = models.BooleanField(default=False, db_index=True,
+                                      help_text="More than one upstream attempt: the answer came from a later one.")
     input_tokens = models.IntegerField(null=True, blank=True)
     output_tokens = models.IntegerField(null=True, blank=True)
     cache_read_tokens = models.IntegerField(null=True, blank=True)
@@ -117,7 +122,8 @@ class Exchange(models.Model):
     usage = models.JSONField(default=dict, blank=True)
     upstream_usage = models.JSONField(default=dict, blank=True, help_text="Usage as the backend reported it.")
     # What search looks in besides the columns: the turn's own words (its last user message, the
-    # reply's text, the error), not the history every later turn repeats.
+    # reply's text, the error), not the history every later turn repeats; and, when it failed
+    # over, the backends it tried (``backend_name`` holds only the last).
     search_text = models.TextField(blank=True)
     # How the four body columns are stored (inspector.storage): their skeleton and the pieces cut
     # out of it, zlib-compressed; null for rows written before pieces (their columns hold all).

@@ -104,6 +104,7 @@ class ExchangeRecord:
         max_body, max_events = settings.INSPECTOR_MAX_BODY_BYTES, settings.INSPECTOR_MAX_EVENTS
         client_request = (_part_capped(self.client_request, max_body, max_events) if full
                           else _part_meta(self.client_request))
+        attempts = attempts_capped(self.attempts)
         row = {
             "id": self.id, "created_at": self.created_at, "endpoint": self.endpoint,
             "key_name": self.key_name[:100], "client_model": self.client_model[:200],
@@ -127,12 +128,13 @@ class ExchangeRecord:
             else _part_meta(self.upstream_response),
             "client_response": _part_capped(self.client_response, max_body, max_events) if full else {},
             "timings": self.timings, "usage": self.usage, "upstream_usage": self.upstream_usage,
+            "attempts": attempts, "failed_over": len(attempts) > 1,
         }
         row["key_hint"] = self.key_hint[:40]
         row.update(exchange_facts(
             client_request=client_request if full else self.client_request,
             client_response=self.client_response, usage=self.usage, error_message=self.error_message,
-            client_model=self.client_model))
+            client_model=self.client_model, backends_tried=_backends_tried(attempts)))
         if self.secrets:
             row.update(secrets_redact({k: row[k] for k in _REDACTED_COLUMNS}, self.secrets))
         return row
@@ -149,7 +151,30 @@ class ExchangeRecord:
 # Columns that hold what clients and backends sent: where an echoed secret could hide.
 _REDACTED_COLUMNS = ("error_message", "validation_error", "client_request", "upstream_request",
                      "upstream_response", "client_response", "notes", "search_text", "user_id", "path",
-                     "client_agent")
+                     "client_agent", "attempts")
+
+# The gateway records at most this many attempts; the cap here keeps a row small whatever it sends.
+ATTEMPTS_MAX = 20
+# An attempt's error is what a backend said (an HTML error page, at worst): its start is enough.
+ATTEMPT_ERROR_MAX = 2000
+
+
+def attempts_capped(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The attempts as stored: the first ``ATTEMPTS_MAX``, each error cut at ``ATTEMPT_ERROR_MAX``."""
+    out = []
+    for attempt in attempts[:ATTEMPTS_MAX]:
+        error = attempt.get("error")
+        if isinstance(error, str) and len(error) > ATTEMPT_ERROR_MAX:
+            attempt = {**attempt, "error": error[:ATTEMPT_ERROR_MAX] + f"… ({len(error)} chars)"}
+        out.append(attempt)
+    return out
+
+
+def _backends_tried(attempts: list[dict[str, Any]]) -> list[str]:
+    """The backends an exchange that failed over tried, for search (none when it did not)."""
+    if len(attempts) < 2:
+        return []
+    return list(dict.fromkeys(str(a.get("backend") or "") for a in attempts if a.get("backend")))
 
 
 _NUL_COLUMNS = (*_REDACTED_COLUMNS, "key_name", "client_model", "backend_name", "route", "upstream_model",

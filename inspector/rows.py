@@ -5,7 +5,7 @@ the same words for the same exchange."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from django.utils import timezone
 
@@ -60,3 +60,20 @@ VERDICT_LABELS: dict[Verdict, tuple[str, str]] = {
     "invalid": ("✗", "malformed stream (see the exchange page)"),
     "none": ("—", "not a stream, or not checked"),
 }
+
+
+def attempt_outline(attempt: Any) -> str:
+    """One attempt in a few words: its backend, its outcome and the backend's status."""
+    if not isinstance(attempt, dict):
+        return "?"
+    status = attempt.get("status")
+    words = [str(attempt.get("backend") or "?"), str(attempt.get("outcome") or "?")]
+    return " ".join([*words, str(status)] if status is not None else words)
+
+
+def failover_label(attempts: Any) -> tuple[str, str] | None:
+    """The list's marker for an exchange that failed over (``↻3``: three attempts) and its title,
+    the backends tried in order; None for one attempt, or a row written before attempts."""
+    if not isinstance(attempts, list) or len(attempts) < 2:
+        return None
+    return f"↻{len(attempts)}", f"failed over, {len(attempts)} attempts: " + " → ".join(map(attempt_outline, attempts))

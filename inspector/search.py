@@ -9,8 +9,8 @@ from django.db.models import BooleanField, F, Func, Q, QuerySet, Value
 
 from inspector.models import Exchange
 
-SEARCH_HELP = ("Request id (whole or part), message id (msg_…), key name or key hint, model or backend, path, "
-               "error text, or words of the turn (the last user message, the reply, the error)")
+SEARCH_HELP = ("Request id (whole or part), message id (msg_…), key name or key hint, model or backend (any it "
+               "tried), path, error text, or words of the turn (the last user message, the reply, the error)")
 
 
 # How many rows the words must match to count as common (see exchanges_search).

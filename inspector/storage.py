@@ -259,7 +259,7 @@ def row_split(row: dict[str, Any]) -> dict[str, bytes]:
     row["bodies"] = split.skeleton
     row["stored_bytes"] = len(split.skeleton) + _ROW_BYTES + sum(
         len(row.get(name) or "") for name in ("search_text", "error_message", "validation_error")) + len(
-        json_bytes([row.get(name) for name in ("notes", "timings", "usage", "upstream_usage")]))
+        json_bytes([row.get(name) for name in ("notes", "timings", "usage", "upstream_usage", "attempts")]))
     return split.pieces
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, cast, get_args
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, FloatField, QuerySet, Sum, Value
+from django.db.models import Aggregate, Avg, Count, FloatField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -50,6 +50,8 @@ class UsageCounts:
     cache_read_tokens: int
     cache_creation_tokens: int
     ttft_avg_ms: float | None
+    # Requests whose answer came from another target than the first tried (``Exchange.failed_over``).
+    failovers: int = field(default=0, kw_only=True)
 
     @property
     def tokens(self) -> int:
@@ -200,7 +202,8 @@ def _exchanges(*, since: datetime, until: datetime, endpoint: Endpoint, key_name
 
 def _metrics() -> dict[str, Any]:
     sums = {name: Coalesce(Sum(name), Value(0)) for name in TOKEN_COLUMNS}
-    return {"requests": Count("pk"), "errors": Count("pk", filter=ERROR), **sums, "ttft_avg_ms": Avg("ttft_ms")}
+    return {"requests": Count("pk"), "errors": Count("pk", filter=ERROR), **sums, "ttft_avg_ms": Avg("ttft_ms"),
+            "failovers": Count("pk", filter=Q(failed_over=True))}
 
 
 def usage_rows(*, since: datetime, until: datetime, bucket: Bucket, group: Group, endpoint: Endpoint = "all",
@@ -214,7 +217,7 @@ def usage_rows(*, since: datetime, until: datetime, bucket: Bucket, group: Group
     return [UsageRow(bucket=row["bucket"], group=row[column], requests=row["requests"], errors=row["errors"],
                      input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
                      cache_read_tokens=row["cache_read_tokens"], cache_creation_tokens=row["cache_creation_tokens"],
-                     ttft_avg_ms=row["ttft_avg_ms"]) for row in rows]
+                     ttft_avg_ms=row["ttft_avg_ms"], failovers=row["failovers"]) for row in rows]
 
 
 class _PercentileCont(Aggregate):
@@ -266,7 +269,7 @@ def _total(row: dict[str, Any], group: str, percentiles: dict[str, tuple[float |
     return UsageTotal(group=group, requests=row["requests"], errors=row["errors"], input_tokens=row["input_tokens"],
                       output_tokens=row["output_tokens"], cache_read_tokens=row["cache_read_tokens"],
                       cache_creation_tokens=row["cache_creation_tokens"], ttft_avg_ms=row["ttft_avg_ms"],
-                      ttft_p50_ms=p50, ttft_p95_ms=p95)
+                      ttft_p50_ms=p50, ttft_p95_ms=p95, failovers=row["failovers"])
 
 
 def usage_totals(*, since: datetime, until: datetime, group: Group, endpoint: Endpoint = "all",

@@ -115,7 +115,7 @@ def _merge(rows: list[UsageRow], bucket: datetime) -> UsageRow:
                     output_tokens=sum(r.output_tokens for r in rows),
                     cache_read_tokens=sum(r.cache_read_tokens for r in rows),
                     cache_creation_tokens=sum(r.cache_creation_tokens for r in rows),
-                    ttft_avg_ms=None)
+                    ttft_avg_ms=None, failovers=sum(r.failovers for r in rows))
 
 
 def usage_chart(*, rows: Iterable[UsageRow], buckets: list[datetime], bucket: Bucket, metric: Metric,

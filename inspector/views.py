@@ -251,6 +251,7 @@ def exchange_page_context(exchange: Exchange) -> dict[str, Any]:
         "usage_table": usage_table(exchange),
         "verdict": validator_verdict(exchange),
         "timeline": exchange_timeline(exchange),
+        "attempts": exchange_attempts(exchange),
         "curl": exchange_curl(exchange),
         "curl_body_file": curl_body_file(exchange),
         "client_body_json": json_pretty(_body(exchange.client_request)),
@@ -263,6 +264,43 @@ def exchange_page_context(exchange: Exchange) -> dict[str, Any]:
         "upstream_url": (exchange.upstream_request or {}).get("url", ""),
         "replay_of": ((exchange.client_request or {}).get("headers") or {}).get(REPLAY_HEADER, ""),
     }
+
+
+# -- upstream attempts ----------------------------------------------------------------------
+
+def _ms_of(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def attempts_of(exchange: Exchange) -> list[dict[str, Any]]:
+    """The exchange's upstream attempts as stored (none on a row written before they were)."""
+    attempts = getattr(exchange, "attempts", None)
+    return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+
+
+def exchange_attempts(exchange: Exchange) -> list[dict[str, Any]] | None:
+    """The attempts table of the exchange page: one row per target tried, in order, the last the
+    one the client's answer came from. None when there is nothing to tell: no attempt recorded,
+    or the route's only target answered at once."""
+    attempts = attempts_of(exchange)
+    if not attempts or (len(attempts) == 1 and attempts[0].get("reason") == "only target"):
+        return None
+    rows = []
+    for number, attempt in enumerate(attempts, 1):
+        started, ended = _ms_of(attempt.get("started_ms")), _ms_of(attempt.get("ended_ms"))
+        group, weight = attempt.get("group"), attempt.get("weight")
+        rows.append({
+            "number": number, "backend": str(attempt.get("backend") or ""),
+            "upstream_model": str(attempt.get("upstream_model") or ""),
+            "group": "" if group in (None, "") else str(group), "weight": "" if weight is None else str(weight),
+            "reason": str(attempt.get("reason") or ""), "outcome": str(attempt.get("outcome") or ""),
+            "status": attempt.get("status"), "error": str(attempt.get("error") or ""),
+            "error_type": str(attempt.get("error_type") or ""),
+            "started_ms": started, "ended_ms": ended,
+            "took_ms": round(ended - started, 1) if started is not None and ended is not None else None,
+            "answered": number == len(attempts),
+        })
+    return rows
 
 
 # -- usage and timeline ---------------------------------------------------------------------
@@ -320,8 +358,13 @@ def exchange_timeline(exchange: Exchange) -> dict[str, Any] | None:
         return None
     pings = [t for t, kind in events if kind == "ping"]
     # A silence is the backend's: the pings the gateway sent meanwhile are drawn inside it.
-    moments = sorted({0.0, *(t for _, t in marks), *chunks, *(t for t, kind in events if kind != "ping")})
-    total = max(moments[-1], *pings, float(exchange.duration_ms or 0), 0.001)
+    attempts = attempts_of(exchange) if getattr(exchange, "failed_over", False) else []
+    spans = [(a, start, _ms_of(a.get("ended_ms")) or start) for a in attempts
+             if (start := _ms_of(a.get("started_ms"))) is not None]
+    # A failed attempt that got a status heard from its backend when it ended; one given up on did not.
+    answers = [end for a, _, end in spans if a.get("status") is not None]
+    moments = sorted({0.0, *(t for _, t in marks), *chunks, *(t for t, kind in events if kind != "ping"), *answers})
+    total = max(moments[-1], *pings, *(end for _, _, end in spans), float(exchange.duration_ms or 0), 0.001)
 
     def left(t: float) -> float:
         return round(100 * t / total, 3)
@@ -337,7 +380,10 @@ def exchange_timeline(exchange: Exchange) -> dict[str, Any] | None:
         rows.append({"name": name, "t_ms": round(t, 1), "left": left(previous), "width": max(left(t) - left(previous), 0.2),
                      "gap_ms": round(t - previous, 1), "stall": t - previous > STALL_MS})
         previous = t
-    return {"total_ms": round(total, 1), "marks": rows, "stalls": stalls,
+    tried = [{"left": left(start), "width": max(round(left(end) - left(start), 3), 0.5),
+              "backend": str(a.get("backend") or "?"), "outcome": str(a.get("outcome") or "?"),
+              "from_ms": round(start, 1), "to_ms": round(end, 1)} for a, start, end in spans]
+    return {"total_ms": round(total, 1), "marks": rows, "stalls": stalls, "attempts": tried,
             "chunks": [left(t) for t in chunks],
             "events": [left(t) for t, kind in events if kind != "ping"],
             "pings": [{"left": left(t), "t_ms": round(t, 1)} for t in pings]}
