@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from gateway.errors import error_response
 from gateway.exchange import Exchange
-from gateway.ratelimit import ratelimit_check
+from gateway.ratelimit import ratelimit_acheck
 from gateway.snapshot import KeyInfo, RouteInfo, Snapshot, snapshot_get
 from translation.errors import ApiError
 from translation.schemas import CountTokensRequest, MessagesRequest
@@ -89,7 +89,7 @@ async def admit(request: HttpRequest, exchange: Exchange,
     exchange.keys_presented(keys_presented(request))
     key = key_authenticate(request, snap)
     exchange.authenticated(key)
-    ratelimit_check(key_id=key.id, per_minute=key.rate_limit_per_minute)
+    await ratelimit_acheck(key_id=key.id, per_minute=key.rate_limit_per_minute)
     req = parse(raw)
     exchange.parsed(req.model)
     route = route_for(snap, req.model, key)

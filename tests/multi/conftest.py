@@ -42,6 +42,10 @@ routes:
     upstream_model: mock-text
 keys:
 """ + "".join(f"  - {{{{name: {name}, key: {key}}}}}\n" for name, key in KEYS.items())
+# A key with a rate limit the instances share through Redis (test_shared_limits.py).
+LIMITED_PER_MINUTE = 4
+KEYS["limited"] = "dgm_multi_limited_0123456789abcdefghij"
+CONFIG += f"  - {{{{name: limited, key: {KEYS['limited']}, rate_limit_per_minute: {LIMITED_PER_MINUTE}}}}}\n"
 
 
 @dataclass
