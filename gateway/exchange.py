@@ -206,7 +206,9 @@ class Exchange:
         attempt["outcome"], attempt["ended_ms"] = outcome, record.elapsed_ms()
         attempt["status"] = record.upstream_response.get("status")
         if error is not None:
-            attempt["error"], attempt["error_type"] = error.message[:2000], error.type
+            # A backend may echo its key in an error: masked as the client's error message is.
+            attempt["error"] = secrets_redact(error.message, record.secrets)[:2000]
+            attempt["error_type"] = error.type
 
     def attempts_exhausted(self) -> None:
         """No target answered (the attempt limit or the deadline): the last attempt's error is the client's."""

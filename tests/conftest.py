@@ -110,6 +110,15 @@ def runtime(django_db_setup: None) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
+def _health_forgotten() -> Iterator[None]:
+    # Backends' passive health is the process's: an ejection in one test must not route the next.
+    yield
+    from gateway.health import health
+
+    health.reset()
+
+
+@pytest.fixture(autouse=True)
 def _snapshot_dropped() -> Iterator[None]:
     # No snapshot outlives its test: the watcher then has nothing to check (and queries nothing)
     # while a test without database access runs.
