@@ -268,7 +268,10 @@ class HealthSync:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        if self.running:
+        """Start sharing (not when ``HEALTH_SYNC_SECONDS`` is 0: this process keeps its own view)."""
+        from django.conf import settings
+
+        if self.running or settings.HEALTH_SYNC_SECONDS <= 0:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="dragoman-health-sync", daemon=True)

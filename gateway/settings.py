@@ -223,7 +223,7 @@ STREAM_PING_SECONDS = envfloat("DRAGOMAN_STREAM_PING_SECONDS", 10.0)
 # Passive backend health (gateway.health): a backend failing DRAGOMAN_EJECT_FAILURES times within
 # DRAGOMAN_EJECT_WINDOW_SECONDS is skipped by routes for DRAGOMAN_EJECT_SECONDS, then probed with
 # one request. Instances share ejections (Redis when REDIS_URL is set, else the database) every
-# DRAGOMAN_HEALTH_SYNC_SECONDS.
+# DRAGOMAN_HEALTH_SYNC_SECONDS (0: not shared).
 HEALTH_EJECT_FAILURES = envint("DRAGOMAN_EJECT_FAILURES", 3)
 HEALTH_EJECT_WINDOW_SECONDS = envfloat("DRAGOMAN_EJECT_WINDOW_SECONDS", 30.0)
 HEALTH_EJECT_SECONDS = envfloat("DRAGOMAN_EJECT_SECONDS", 30.0)

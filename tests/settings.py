@@ -19,3 +19,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"dragoman-test-{os.getpid()}.sqlite3")
     }
+
+# The test process shares no backend health (its tests call HealthSync.sync_once themselves): a
+# sharing thread would query the database while tests without database access run. The gateways
+# the end-to-end tests start (daphne, gateway.settings) share it as in production.
+HEALTH_SYNC_SECONDS = 0.0
