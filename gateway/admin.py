@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -11,11 +13,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from gateway.models import CAPABILITY_FIELD_NAMES, ApiKey, Backend, Route
+from gateway.health import Ejection, health, health_store_default
+from gateway.models import CAPABILITY_FIELD_NAMES, ApiKey, Backend, Route, RouteTarget
 from gateway.presets_doc import PRESET_HELP, capability_help, preset_changes, value_show
 from gateway.probe import ProbeResult, backend_probe
 from gateway.services import apikey_generate, apikey_set_secret
@@ -180,6 +184,51 @@ def probe_report(request: HttpRequest, backend: Backend, result: ProbeResult) ->
     messages.info(request, f"Evidence for {backend.name}: " + "; ".join(result.evidence))
 
 
+HealthView = tuple[dict[str, dict[str, Any]], dict[str, Ejection] | None]
+
+
+def backend_health_read() -> HealthView:
+    """This process's health report and the ejections instances share (None when the shared
+    store cannot be read: the page still shows this process's view)."""
+    try:
+        ejections = health_store_default().read()
+    except Exception:  # Redis or the database down: the admin page must still render
+        return health.report(), None
+    shared: dict[str, Ejection] = {}
+    for ejection in sorted(ejections, key=lambda e: e.until):
+        shared[ejection.backend] = ejection  # the latest ejection of each backend wins
+    return health.report(), shared
+
+
+def _clock_time(unix: float) -> str:
+    return timezone.localtime(datetime.fromtimestamp(unix, tz=UTC)).strftime("%H:%M:%S")
+
+
+def backend_health_text(name: str, view: HealthView, *, now: float | None = None) -> str:
+    """One line on a backend's passive health: ejected (until when, by which instance, why),
+    probing, failing (with its recent failures) or healthy, plus this process's in-flight count."""
+    report, shared = view
+    now = time.time() if now is None else now
+    local = report.get(name, {})
+    ejection = shared.get(name) if shared else None
+    until, by, error = local.get("ejected_until") or 0.0, local.get("ejected_by") or "", local.get("last_error") or ""
+    if ejection is not None and ejection.until > until:
+        until, by, error = ejection.until, ejection.instance, ejection.error
+    if until > now:
+        text = f"ejected until {_clock_time(until)}" + (f" (by {by})" if by else "") + (f": {error}" if error else "")
+    elif local.get("state") == "probing":
+        text = "probing: cool-down over, one request let through" + (f" (last error: {error})" if error else "")
+    elif local.get("state") == "failing":
+        text = f"failing ({local['recent_failures']} recent)" + (f": {error}" if error else "")
+    else:
+        text = "healthy"
+    if local.get("inflight"):
+        text += f" · {local['inflight']} in flight here"
+    if shared is None:
+        text += " (other instances' ejections unavailable)"
+    return text
+
+
 @admin.register(Backend)
 class BackendAdmin(admin.ModelAdmin):
     form = BackendForm
@@ -187,14 +236,38 @@ class BackendAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "base_url", "preset", "overrides", "enabled", "has_api_key", "updated_at")
     list_filter = ("kind", "preset", "enabled")
     search_fields = ("name", "base_url")
-    readonly_fields = ("effective_capabilities",)
+    readonly_fields = ("effective_capabilities", "health_state")
     actions = ["probe"]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The columns with ``health`` after ``enabled``: read once per page (one query or Redis
+        call for the shared ejections), not once per row."""
+        view = backend_health_read()
+
+        @admin.display(description="Health")
+        def health_column(obj: Backend) -> str:
+            return backend_health_text(obj.name, view)
+
+        columns = list(super().get_list_display(request))
+        columns.insert(columns.index("enabled") + 1, health_column)
+        return columns
+
+    @admin.display(description="Health")
+    def health_state(self, obj: Backend | None) -> str:
+        if obj is None or obj.pk is None:
+            return "—"
+        return backend_health_text(obj.name, backend_health_read())
 
     def get_fieldsets(self, request: HttpRequest, obj: Backend | None = None) -> Any:
         main = ("name", "kind", "base_url", "api_key", "clear_api_key", "preset",
                 ("connect_timeout", "read_timeout"), "capture", "enabled")
         fieldsets: list[tuple[str | None, dict[str, Any]]] = [(None, {"fields": main})]
         if obj is not None:
+            fieldsets.append(("Health", {
+                "fields": ("health_state",),
+                "description": "Passive health as this process sees it (failures of requests it sent) and "
+                               "ejections shared by every instance.",
+            }))
             fieldsets.append(("Effective capabilities", {
                 "fields": ("effective_capabilities",),
                 "description": "What translators use for this backend as saved: preset, then "
@@ -256,54 +329,149 @@ class BackendAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:gateway_backend_change", args=[backend.pk]))
 
 
+def overrides_check(form: forms.ModelForm, data: dict[str, Any]) -> None:
+    """A route's or a target's ``capability_overrides`` on top of its backend's capabilities:
+    every problem at once, each one item of the field's error list (one JSON field holds them all)."""
+    overrides = data.get("capability_overrides")
+    backend = data.get("backend")
+    if overrides is None or backend is None or "capability_overrides" in form.errors:
+        return
+    if not isinstance(overrides, dict):
+        form.add_error("capability_overrides", "Enter a JSON object, e.g. {\"prefill\": \"reject\"}.")
+        return
+    try:
+        base = backend.capabilities()
+    except CapabilityError as exc:
+        form.add_error("backend", f"This backend's own capabilities are invalid: {exc}")
+        return
+    try:
+        capabilities_build(base=base, overrides=overrides)
+    except CapabilityError as exc:
+        form.add_error("capability_overrides", [str(p) for p in exc.problems])
+
+
+def defaults_optional(form: forms.ModelForm, names: tuple[str, ...]) -> None:
+    """Numbers with a model default are optional in the form (``defaults_fill`` supplies them),
+    so posts made before the fields existed, such as scripts', still save."""
+    for name in names:
+        if name in form.fields:
+            form.fields[name].required = False
+
+
+def defaults_fill(form: forms.ModelForm, data: dict[str, Any], names: tuple[str, ...]) -> None:
+    """A number left out or empty keeps the row's value: the model default for a new row."""
+    for name in names:
+        if name in form.fields and data.get(name) is None and name not in form.errors:
+            data[name] = getattr(form.instance, name)
+
+
+_ROUTE_NUMBERS = ("weight", "max_attempts", "failover_seconds")
+_TARGET_NUMBERS = ("priority", "weight")
+
+
 class RouteForm(forms.ModelForm):
     class Meta:
         model = Route
         fields = "__all__"
+        labels = {"backend": "Backend (first target)", "upstream_model": "Upstream model",
+                  "weight": "Weight"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if "capability_overrides" in self.fields:
             names = ", ".join(f.name for f in fields(Capabilities))
             self.fields["capability_overrides"].help_text = conditional_escape(
-                'JSON object of capability overrides for this route on top of the backend\'s, e.g. '
-                f'{{"prefill": "reject"}}. Capabilities: {names}.')
+                'JSON object of capability overrides for this route\'s own backend on top of the backend\'s, '
+                f'e.g. {{"prefill": "reject"}}; each further target has its own. Capabilities: {names}.')
+        if "backend" in self.fields:
+            self.fields["backend"].help_text = ("The route's first target: priority group 0 with the weight "
+                                                "below. Replicas and fallbacks are the further targets.")
+        defaults_optional(self, _ROUTE_NUMBERS)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        defaults_fill(self, data, _ROUTE_NUMBERS)
         if data.get("model") and data.get("aliases"):
             probe = Route(model=data["model"], aliases=data["aliases"])
             if probe.aliases_unmatched():
                 self.add_error("aliases", f"Not matched by the model pattern {data['model']!r}: "
                                           f"{', '.join(probe.aliases_unmatched())}.")
-        overrides = data.get("capability_overrides")
-        backend = data.get("backend")
-        if overrides is None or backend is None or "capability_overrides" in self.errors:
-            return data
-        if not isinstance(overrides, dict):
-            self.add_error("capability_overrides", "Enter a JSON object, e.g. {\"prefill\": \"reject\"}.")
-            return data
-        try:
-            base = backend.capabilities()
-        except CapabilityError as exc:
-            self.add_error("backend", f"This backend's own capabilities are invalid: {exc}")
-            return data
-        try:
-            capabilities_build(base=base, overrides=overrides)
-        except CapabilityError as exc:
-            # One JSON field holds them all: every problem is one item of its error list.
-            self.add_error("capability_overrides", [str(p) for p in exc.problems])
+        overrides_check(self, data)
         return data
+
+
+class RouteTargetForm(forms.ModelForm):
+    class Meta:
+        model = RouteTarget
+        fields = ("backend", "upstream_model", "priority", "weight", "capability_overrides", "enabled")
+        widgets = {"capability_overrides": forms.Textarea(attrs={"rows": 2, "cols": 30})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        defaults_optional(self, _TARGET_NUMBERS)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        defaults_fill(self, data, _TARGET_NUMBERS)
+        overrides_check(self, data)
+        return data
+
+
+class RouteTargetInline(admin.TabularInline):
+    model = RouteTarget
+    form = RouteTargetForm
+    fk_name = "route"
+    extra = 0
+    verbose_name = "further target"
+    verbose_name_plural = ("Further targets: replicas (priority 0, beside the backend above) and fallbacks "
+                           "(priority 1, 2, …: tried when every target before them failed or is ejected)")
+
+
+def _weight_shown(weight: int) -> str:
+    return f" (weight {weight})" if weight != 1 else ""
+
+
+def route_targets_text(route: Route) -> str:
+    """A route's targets in one line, by priority group: ``vllm-a, vllm-b (weight 2) · fallback:
+    cloud`` (a weight shown when it is not 1; ``(off)``: a disabled target)."""
+    groups: dict[int, list[str]] = {0: [route.backend.name + _weight_shown(route.weight)]}
+    for t in sorted(route.targets.all(), key=lambda t: (t.priority, t.pk)):
+        name = t.backend.name + _weight_shown(t.weight) + ("" if t.enabled else " (off)")
+        groups.setdefault(t.priority, []).append(name)
+    later = sorted(groups)[1:]
+    parts = [", ".join(groups[0])]
+    for n, group in enumerate(later, start=1):
+        label = "fallback" if len(later) == 1 else f"fallback {n}"
+        parts.append(f"{label}: {', '.join(groups[group])}")
+    return " · ".join(parts)
 
 
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
     form = RouteForm
-    list_display = ("model", "backend", "upstream_model", "order", "enabled")
+    inlines = [RouteTargetInline]
+    list_display = ("model", "targets", "upstream_model", "order", "enabled")
     list_filter = ("backend", "enabled")
     list_editable = ("order", "enabled")
     search_fields = ("model", "upstream_model")
     list_select_related = ("backend",)
+    fieldsets = [
+        (None, {"fields": ("model", "order", "aliases", "enabled")}),
+        ("First target", {"fields": ("backend", "upstream_model", "weight", "capability_overrides")}),
+        ("Failover", {
+            "fields": ("max_attempts", "failover_seconds"),
+            "description": "A request tries the route's targets in order (session affinity, then the fewest "
+                           "requests in flight, fallbacks last) until one answers; only before the client "
+                           "has received a byte.",
+        }),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("targets__backend")
+
+    @admin.display(description="Targets")
+    def targets(self, obj: Route) -> str:
+        return route_targets_text(obj)
 
 
 class ApiKeyForm(forms.ModelForm):

@@ -1,7 +1,8 @@
 """The declarative config file (``dragoman.yaml``): parse, validate, expand ``${ENV}``, apply.
 
 Applying is all-or-nothing (one transaction) and idempotent: it upserts by name and reports
-what changed. Nothing is deleted: rows not in the file are left alone.
+what changed. Nothing is deleted: rows not in the file are left alone, except the further targets
+of a route that lists its ``targets:`` (the list is the route's whole set of targets).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 from django.db import connection, transaction
 
-from gateway.models import ApiKey, Backend, BackendKind, Route
+from gateway.models import ApiKey, Backend, BackendKind, Route, RouteTarget
 from gateway.services import apikey_set_secret
 from gateway.snapshot import key_hash
 from translation.capabilities import PRESETS, Capabilities, CapabilityError, capabilities_build
@@ -56,7 +57,9 @@ class ConfigSpec:
 
 _BACKEND_FIELDS = {"name", "kind", "base_url", "api_key", "preset", "capabilities", "connect_timeout",
                    "read_timeout", "enabled", "capture"}
-_ROUTE_FIELDS = {"model", "backend", "upstream_model", "order", "capabilities", "enabled", "aliases"}
+_ROUTE_FIELDS = {"model", "backend", "upstream_model", "order", "capabilities", "enabled", "aliases", "targets",
+                 "max_attempts", "failover_seconds"}
+_TARGET_FIELDS = {"backend", "upstream_model", "priority", "weight", "capabilities", "enabled"}
 _KEY_FIELDS = {"name", "key", "enabled", "allowed_models", "rate_limit_per_minute"}
 
 
@@ -68,6 +71,32 @@ def _aliases_text(value: Any) -> str:
     if not isinstance(items, list) or not all(isinstance(a, str) for a in items):
         raise ConfigError("aliases must be a list of model ids")
     return ", ".join(a.strip() for a in items if a.strip())
+
+
+def route_first_backend(route: dict[str, Any]) -> Any:
+    """The backend that becomes the route's own (``Route.backend``): ``backend:``, or the first
+    target of the lowest priority (what ``route_targets_normalise`` puts first)."""
+    targets = route.get("targets")
+    if "backend" in route or not isinstance(targets, list) or not targets:
+        return route.get("backend")
+    ordered = route_targets_normalise(targets)
+    return ordered[0].get("backend") if ordered else None
+
+
+def _priority_of(target: Any) -> int:
+    priority = target.get("priority", 0) if isinstance(target, dict) else 0
+    return priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
+
+
+def route_targets_normalise(targets: list[Any]) -> list[dict[str, Any]]:
+    """A route's ``targets:`` as rows: by priority (file order within one), priorities shifted so
+    the lowest is 0 (the group of ``Route.backend``, which is the first of them)."""
+    items = [t for t in targets if isinstance(t, dict)]
+    if not items:
+        return []
+    lowest = min(_priority_of(t) for t in items)
+    ordered = sorted(items, key=_priority_of)
+    return [{**t, "priority": _priority_of(t) - lowest} for t in ordered]
 
 
 def yaml_error_text(exc: yaml.YAMLError) -> str:
@@ -136,7 +165,7 @@ def _entry_names(section: str, items: list[Any]) -> list[str]:
         if not isinstance(name, str | int) or isinstance(name, bool) or not str(name).strip():
             out.append(f"{section}[{i}]")
         elif name in repeated and section == "routes":
-            out.append(f"route {name} → {item.get('backend')}")
+            out.append(f"route {name} → {route_first_backend(item)}")
         else:
             out.append(f"{_SINGULAR[section]} {name}")
     return out
@@ -203,10 +232,18 @@ def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
     for where, r in zip(names.get("routes", []), spec.routes, strict=True):
         if not r.get("model"):
             problems.add(where, "model is required")
-        if not isinstance(r.get("backend"), str) or r["backend"] not in known_backends:
+        if "targets" in r:
+            _route_targets_check(problems, where, r, known_backends)
+        elif not isinstance(r.get("backend"), str) or r["backend"] not in known_backends:
             problems.add(where, f"backend {r.get('backend')!r} is not defined")
         if "order" in r and not isinstance(r["order"], int):
             problems.add(where, "order must be an integer")
+        if "max_attempts" in r and not _is_whole(r["max_attempts"], at_least=1):
+            problems.add(where, "max_attempts must be a whole number of at least 1")
+        failover = r.get("failover_seconds")
+        if "failover_seconds" in r and (isinstance(failover, bool) or not isinstance(failover, int | float)
+                                        or failover < 0):
+            problems.add(where, "failover_seconds must be a number of seconds (0 or more)")
         if r.get("capabilities"):
             problems.capabilities(where, "capabilities", overrides=r["capabilities"])
         try:
@@ -227,6 +264,67 @@ def config_parse(text: str, *, source: str = "config") -> ConfigSpec:
             problems.add(where, "rate_limit_per_minute must be a whole number of at least 1 (or absent)")
     problems.raise_any(source)
     return spec
+
+
+def _is_whole(value: Any, *, at_least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= at_least
+
+
+def _target_names(targets: list[Any]) -> list[str]:
+    """What each target is called in messages: ``target vllm-b``; ``targets[2] (vllm-b)`` when its
+    backend is listed twice, ``targets[2]`` without one."""
+    backends = [t.get("backend") if isinstance(t, dict) else None for t in targets]
+    out = []
+    for i, backend in enumerate(backends):
+        if not isinstance(backend, str) or not backend:
+            out.append(f"targets[{i}]")
+        elif backends.count(backend) > 1:
+            out.append(f"targets[{i}] ({backend})")
+        else:
+            out.append(f"target {backend}")
+    return out
+
+
+def _route_targets_check(problems: ConfigProblems, where: str, route: dict[str, Any],
+                         known_backends: set[str]) -> None:
+    """A route's ``targets:``, every problem under the route's entry, each target by its backend."""
+    for field_name in ("backend", "upstream_model", "capabilities"):
+        if field_name in route:
+            problems.add(where, f"{field_name}: give it on each target, not beside targets")
+    targets = route["targets"]
+    if not isinstance(targets, list) or not targets:
+        problems.add(where, "targets must be a list of at least one {backend, ...} mapping")
+        return
+    seen: set[tuple[str, str]] = set()
+    for name, target in zip(_target_names(targets), targets, strict=True):
+        if not isinstance(target, dict):
+            problems.add(where, f"{name}: must be a mapping")
+            continue
+        for extra in sorted(map(str, set(target) - _TARGET_FIELDS)):
+            problems.add(where, f"{name}: {extra}: unknown field")
+        backend = target.get("backend")
+        if not isinstance(backend, str) or backend not in known_backends:
+            problems.add(where, f"{name}: backend {backend!r} is not defined")
+        upstream = target.get("upstream_model", "")
+        if not isinstance(upstream, str):
+            problems.add(where, f"{name}: upstream_model must be a string")
+        elif isinstance(backend, str):
+            if (backend, upstream) in seen:
+                problems.add(where, f"{name}: the same backend and upstream_model are listed twice")
+            seen.add((backend, upstream))
+        if "priority" in target and not _is_whole(target["priority"], at_least=0):
+            problems.add(where, f"{name}: priority must be a whole number (0 or more)")
+        if "weight" in target and not _is_whole(target["weight"], at_least=1):
+            problems.add(where, f"{name}: weight must be a whole number of at least 1")
+        if "enabled" in target and not isinstance(target["enabled"], bool):
+            problems.add(where, f"{name}: enabled must be true or false")
+        if target.get("capabilities"):
+            problems.capabilities(where, f"{name}: capabilities", overrides=target["capabilities"])
+    ordered = route_targets_normalise(targets)
+    if ordered and ordered[0].get("enabled") is False:
+        problems.add(where, f"target {ordered[0].get('backend')}: the first target of the lowest priority is "
+                            "the route's own backend and cannot be disabled (disable the route, or give "
+                            "another target the lowest priority)")
 
 
 def config_load(path: str | Path) -> ConfigSpec:
@@ -283,22 +381,7 @@ def config_apply(spec: ConfigSpec) -> list[str]:
             report.append(f"backend {backend.name}: {'created' if created else 'updated ' + ', '.join(shown)}")
         backends[backend.name] = backend
     for r in spec.routes:
-        backend = backends.get(r["backend"]) or Backend.objects.get(name=r["backend"])
-        route = Route.objects.filter(model=r["model"], backend=backend).first()
-        created = route is None
-        route = route or Route(model=r["model"], backend=backend)
-        changed = _assign(route, {
-            "upstream_model": r.get("upstream_model") or "", "order": r.get("order", 100),
-            "capability_overrides": r.get("capabilities") or {}, "enabled": bool(r.get("enabled", True)),
-            "aliases": _aliases_text(r.get("aliases")),
-        })
-        if route.aliases_unmatched():
-            raise ConfigError(f"route {route.model}: aliases {', '.join(route.aliases_unmatched())} do not match "
-                              "its model pattern")
-        if created or changed:
-            route.save()
-            report.append(f"route {route.model} → {backend.name}: "
-                          f"{'created' if created else 'updated ' + ', '.join(changed)}")
+        report += _route_apply(r, backends)
     for k in spec.keys:
         key = ApiKey.objects.filter(name=k["name"]).first()
         created = key is None
@@ -314,4 +397,60 @@ def config_apply(spec: ConfigSpec) -> list[str]:
         if created or changed:
             key.save()
             report.append(f"key {key.name}: {'created' if created else 'updated ' + ', '.join(changed)}")
+    return report
+
+
+def _backend_get(name: str, backends: dict[str, Backend]) -> Backend:
+    return backends.get(name) or Backend.objects.get(name=name)
+
+
+def _route_apply(r: dict[str, Any], backends: dict[str, Backend]) -> list[str]:
+    """Upsert one route, found by its model and its own backend (the first target's), and with
+    ``targets:`` make its further targets exactly the file's: matched by backend and upstream
+    model, updated, created, and the ones the file no longer lists deleted."""
+    targets = route_targets_normalise(r["targets"]) if "targets" in r else None
+    first = targets[0] if targets else r
+    backend = _backend_get(first["backend"], backends)
+    route = Route.objects.filter(model=r["model"], backend=backend).first()
+    created = route is None
+    route = route or Route(model=r["model"], backend=backend)
+    values: dict[str, Any] = {
+        "upstream_model": first.get("upstream_model") or "", "order": r.get("order", 100),
+        "capability_overrides": first.get("capabilities") or {}, "enabled": bool(r.get("enabled", True)),
+        "aliases": _aliases_text(r.get("aliases")),
+        "max_attempts": r.get("max_attempts", 3), "failover_seconds": float(r.get("failover_seconds", 30.0)),
+    }
+    if targets is not None:
+        values["weight"] = first.get("weight", 1)
+    changed = _assign(route, values)
+    if route.aliases_unmatched():
+        raise ConfigError(f"route {route.model}: aliases {', '.join(route.aliases_unmatched())} do not match "
+                          "its model pattern")
+    name = f"route {route.model} → {backend.name}"
+    report = []
+    if created or changed:
+        route.save()
+        report.append(f"{name}: {'created' if created else 'updated ' + ', '.join(changed)}")
+    if targets is None:
+        return report
+    existing = {(t.backend_id, t.upstream_model): t for t in route.targets.select_related("backend")}
+    for t in targets[1:]:
+        target_backend = _backend_get(t["backend"], backends)
+        upstream = t.get("upstream_model") or ""
+        row = existing.pop((target_backend.pk, upstream), None)
+        target_created = row is None
+        row = row or RouteTarget(route=route, backend=target_backend, upstream_model=upstream)
+        target_changed = _assign(row, {
+            "priority": t["priority"], "weight": t.get("weight", 1),
+            "capability_overrides": t.get("capabilities") or {}, "enabled": t.get("enabled", True),
+        })
+        if target_created or target_changed:
+            row.save()
+            shown = f"target {target_backend.name}" + (f" ({upstream})" if upstream else "")
+            report.append(f"{name}: {shown} "
+                          f"{'created' if target_created else 'updated ' + ', '.join(target_changed)}")
+    for row in existing.values():
+        row.delete()
+        shown = f"target {row.backend.name}" + (f" ({row.upstream_model})" if row.upstream_model else "")
+        report.append(f"{name}: {shown} deleted (not in the file)")
     return report

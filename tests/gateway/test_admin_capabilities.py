@@ -250,9 +250,21 @@ def test_the_add_page_has_no_panel(staff: Client) -> None:
 # -- routes --------------------------------------------------------------------------------------
 
 
-def route_post(backend: Backend, overrides: str) -> dict[str, str]:
+def targets_post(*targets: dict[str, str], initial: int = 0) -> dict[str, str]:
+    """The route page's inline of further targets: its management form and one row per target
+    (``initial`` of them rows that exist, which carry their ``id``)."""
+    data = {"targets-TOTAL_FORMS": str(len(targets)), "targets-INITIAL_FORMS": str(initial),
+            "targets-MIN_NUM_FORMS": "0", "targets-MAX_NUM_FORMS": "1000"}
+    for i, target in enumerate(targets):
+        data.update({f"targets-{i}-{name}": value for name, value in target.items()})
+    return data
+
+
+def route_post(backend: Backend, overrides: str, *targets: dict[str, str]) -> dict[str, str]:
+    """A route add form as posted before routes had several targets (no weight, max_attempts or
+    failover_seconds: they keep their defaults), with the inline's management form."""
     return {"model": "claude-*", "backend": str(backend.pk), "upstream_model": "", "order": "100",
-            "capability_overrides": overrides, "enabled": "on"}
+            "capability_overrides": overrides, "enabled": "on", **targets_post(*targets)}
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
