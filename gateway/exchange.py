@@ -63,7 +63,7 @@ _UPSTREAM_MARKS = ("upstream_connected", "upstream_headers", "upstream_first_byt
 
 
 class Exchange:
-    __slots__ = ("_broke", "_finished", "_notes_base", "_on_end", "record")
+    __slots__ = ("_broke", "_failover_until", "_finished", "_notes_base", "_on_end", "record")
 
     def __init__(self, record: ExchangeRecord) -> None:
         self.record = record
@@ -71,6 +71,7 @@ class Exchange:
         self._notes_base = -1  # the notes made before the first attempt (admission's)
         self._on_end: Callable[[str], None] | None = None  # the chosen target's release (gateway.health)
         self._broke = ""  # why the backend's stream broke after the client's had begun
+        self._failover_until: float | None = None  # ms: a silent target is left for the next before it
 
     @classmethod
     def start(cls, request: HttpRequest, endpoint: str) -> Exchange:
@@ -186,6 +187,19 @@ class Exchange:
                                     "group": target.group, "weight": target.weight, "reason": reason,
                                     "outcome": "", "status": None, "error": "", "error_type": "",
                                     "started_ms": record.elapsed_ms(), "ended_ms": None})
+
+    def failover_set(self, until_ms: float | None) -> None:
+        """Until when (ms since the request arrived) the attempt about to start may fail over
+        to another target; None: it is the last one."""
+        self._failover_until = until_ms
+
+    def failover_budget(self) -> float | None:
+        """Seconds the current attempt may wait for its backend's head before the next target
+        is tried; None when no other target is left (then the client's stream starts and pings)."""
+        if self._failover_until is None:
+            return None
+        left = (self._failover_until - self.record.elapsed_ms()) / 1000
+        return left if left > 0 else None
 
     def attempt_failed(self, error: ApiError, *, outcome: str) -> None:
         """The attempt ended in ``error`` before the client's answer began: ``outcome`` "failed"

@@ -125,7 +125,7 @@ class Route(models.Model):
                   "before the client has received a byte).")
     failover_seconds = models.FloatField(
         default=30.0, validators=[MinValueValidator(0.0)],
-        help_text="No further target is tried once this many seconds have passed since the request arrived.")
+        help_text="Seconds since the request arrived during which failing targets are left for the next; a streamed target still silent at this point is left too.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -160,7 +160,7 @@ async def _sending_abandon(sending: asyncio.Task[httpx.Response]) -> None:
 
 
 async def response_or_pending(send: Coroutine[Any, Any, httpx.Response], *, wait: float,
-                              refusal: Refusal) -> tuple[httpx.Response, bool]:
+                              refusal: Refusal, give_up: bool = False) -> tuple[httpx.Response, bool]:
     """Send a stream request and wait up to ``wait`` seconds for the response head.
 
     Returns ``(response, False)`` when it came in time (failures so far are raised here and
@@ -169,7 +169,9 @@ async def response_or_pending(send: Coroutine[Any, Any, httpx.Response], *, wait
     whose body waits for the real one, so the client's stream can start and ping meanwhile —
     clients, and proxies with idle timeouts between them and the gateway, see bytes. A failing
     status that arrives later raises ``UpstreamStatusError`` from the body (an ``event: error``),
-    with the error ``refusal`` maps it to.
+    with the error ``refusal`` maps it to. With ``give_up`` (another target could still answer
+    before the client sees a byte), a backend silent after ``wait`` is abandoned instead: a
+    ``httpx.ReadTimeout``, which fails over.
     """
     sending = asyncio.ensure_future(send)
     try:
@@ -179,6 +181,9 @@ async def response_or_pending(send: Coroutine[Any, Any, httpx.Response], *, wait
         raise
     if sending.done():
         return sending.result(), False
+    if give_up:
+        await _sending_abandon(sending)
+        raise httpx.ReadTimeout(f"no answer within {wait:.1f} s")
     body = _LateBody(sending, refusal)
     body.stand_in = httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
     return body.stand_in, True

@@ -114,9 +114,10 @@ class BackendAdapter(abc.ABC):
             raise self.transport_error(backend=route.backend.name, exc=exc) from None
 
     async def stream_send(self, call: UpstreamCall, route: RouteInfo, *, trace: Trace,
-                          wait: float) -> tuple[httpx.Response, bool]:
+                          wait: float, give_up: bool = False) -> tuple[httpx.Response, bool]:
         """POST a streamed call and wait up to ``wait`` seconds for its head (``response_or_pending``):
-        ``(response, pending)``; a transport failure before the head is an ``ApiError``."""
+        ``(response, pending)``; a transport failure before the head is an ``ApiError`` (so is
+        no head within ``wait`` when ``give_up``)."""
         client = pools.client_for(route.backend)
         request = client.build_request("POST", call.url, content=json_bytes(call.body), headers=call.headers,
                                        extensions={"trace": trace})
@@ -125,7 +126,7 @@ class BackendAdapter(abc.ABC):
             return await response_or_pending(
                 client.send(request, stream=True), wait=wait,
                 refusal=lambda status, body, headers: self.upstream_error(backend=name, status=status, body=body,
-                                                                          headers=headers))
+                                                                          headers=headers), give_up=give_up)
         except httpx.HTTPError as exc:
             raise self.transport_error(backend=name, exc=exc) from None
 

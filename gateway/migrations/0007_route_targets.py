@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='route',
             name='failover_seconds',
-            field=models.FloatField(default=30.0, help_text='No further target is tried once this many seconds have passed since the request arrived.', validators=[django.core.validators.MinValueValidator(0.0)]),
+            field=models.FloatField(default=30.0, help_text='Seconds since the request arrived during which failing targets are left for the next; a streamed target still silent at this point is left too.', validators=[django.core.validators.MinValueValidator(0.0)]),
         ),
         migrations.AddField(
             model_name='route',

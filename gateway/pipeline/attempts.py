@@ -60,10 +60,14 @@ async def attempts_run(req: MessagesRequest, route: RouteInfo, exchange: Exchang
     deadline_ms = route.failover_seconds * 1000
     errors: list[ApiError] = []
     for number, (target, reason) in enumerate(plan):
-        if number and exchange.clock() > deadline_ms:
+        late = exchange.clock() > deadline_ms
+        # Past the deadline no further target is tried, except the one after a target that was
+        # left silent at the deadline (that wait is what the deadline was for).
+        if number and late and errors[-1].type != "timeout_error":
             break
         name = target.name
         exchange.attempt_started(target, reason)
+        exchange.failover_set(deadline_ms if number < len(plan) - 1 and not late else None)
         health.attempt_started(name)
         try:
             result = await send(req, target.route, exchange)

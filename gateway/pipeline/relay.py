@@ -30,9 +30,12 @@ async def stream_open(req: MessagesRequest, route: RouteInfo, exchange: Exchange
     """Send the upstream request and wait for its status; the response relays the stream."""
     adapter, call = upstream_prepare(req, route, exchange)
     prompt_tokens = await window_fit(adapter, call, route, exchange)
-    # A backend silent beyond three ping intervals gets the client's stream started (pings).
-    resp, pending = await adapter.stream_send(call, route, trace=exchange.trace,
-                                              wait=3 * settings.STREAM_PING_SECONDS)
+    # A backend silent beyond three ping intervals gets the client's stream started (pings);
+    # while another target could still answer, one silent until the failover deadline is left.
+    budget = exchange.failover_budget()
+    wait = 3 * settings.STREAM_PING_SECONDS if budget is None else budget
+    resp, pending = await adapter.stream_send(call, route, trace=exchange.trace, wait=wait,
+                                              give_up=budget is not None)
     exchange.upstream_streaming(pending=pending)
     if adapter.stream_refused(resp):
         body = await adapter.body_drain(resp)

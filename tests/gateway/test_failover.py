@@ -4,6 +4,7 @@ translated for itself, and every attempt on the record."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -197,3 +198,24 @@ async def test_a_backend_key_echoed_in_an_error_is_masked_in_the_attempt(team: A
     assert response.status_code == 200
     error = submitted[-1].attempts[0]["error"]
     assert "bad key Bearer " in error and "sk-backend-a-secret" not in error
+
+
+async def test_a_stream_whose_backend_stays_silent_is_left_at_the_deadline(team: Any, upstream: Upstream,
+                                                                          submitted: list[ExchangeRecord]) -> None:
+    session = await first_on_a(upstream)
+    await sync_to_async(team)(failover_seconds=0.3)
+    never = asyncio.Event()
+
+    async def silent(request: httpx.Request) -> httpx.Response:
+        await never.wait()  # a wedged server: the connection is open, no head ever comes
+        raise AssertionError("unreachable")
+
+    stream = sse_chunks([{"content": "from b"}])
+    upstream.handler = by_host({"a.test": silent, "b.test": lambda request: sse_response(stream)})  # type: ignore[dict-item]
+    response = await post(user_request(model="team", stream=True), session)
+    assert response.status_code == 200
+    events = parse_sse(b"".join([part async for part in response.streaming_content]))
+    assert "".join(e["delta"].get("text", "") for n, e in events if n == "content_block_delta") == "from b"
+    first, second = submitted[-1].attempts
+    assert first["outcome"] == "failed" and first["error_type"] == "timeout_error"
+    assert 250 <= first["ended_ms"] < 2000 and second["outcome"] == "ok"
