@@ -231,7 +231,7 @@ class Exchange:
 
     def upstream_broke(self, message: str) -> None:
         """The backend's stream failed below HTTP after the client's had begun (its health hears)."""
-        self._broke = message
+        self._broke = secrets_redact(message, self.record.secrets)
 
     # -- the upstream call ------------------------------------------------------------------
 

@@ -5,14 +5,13 @@ import os
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, re_path
 
 from gateway.api import api
 from gateway.errors import error_response, request_id_of
-from gateway.health import health, health_store_default, health_sync
+from gateway.health import health, health_sync
 from gateway.pipeline import records_live
 from gateway.upstream import pools
 from inspector.recorder import recorder
@@ -29,25 +28,19 @@ async def status(request: HttpRequest) -> HttpResponse:
 async def healthz(request: HttpRequest) -> HttpResponse:
     """``{"status": "ok"}`` without a database query, so it answers while the database is down;
     with ``?verbose=1`` also this process's load and leak indicators (``status_verbose``) and the
-    backends' health (``health_verbose``, which reads the shared ejections: Redis or the database)."""
+    backends' health (``health_verbose``)."""
     body: dict[str, Any] = {"status": "ok"}
     if request.GET.get("verbose") not in (None, "", "0"):
         body.update(status_verbose())
-        body.update(await sync_to_async(health_verbose)())
+        body.update(health_verbose())
     return HttpResponse(orjson.dumps(body), content_type="application/json")
 
 
 def health_verbose() -> dict[str, Any]:
-    """This process's view of every backend it has sent to (``Health.report``) and the ejections
-    every instance shares; those are ``null`` when the store cannot be read (the reason stays in
-    the log and the admin: it may name hosts)."""
-    try:
-        shared: list[dict[str, Any]] | None = [
-            {"backend": e.backend, "ejected_until": e.until, "last_error": e.error, "failed_at": e.failed_at,
-             "ejected_by": e.instance} for e in health_store_default().read()]
-    except Exception:
-        shared = None
-    return {"backends": health.report(), "ejections_shared": shared,
+    """This process's view of every backend it has sent to (``Health.report``: its own findings
+    and the ejections other instances shared with it), without a query, so it answers while the
+    database or Redis is down; the shared store itself is in the admin."""
+    return {"backends": health.report(),
             "health_sync": {"running": health_sync.running, "failing": health_sync.failing}}
 
 

@@ -21,6 +21,7 @@ from gateway.health import health
 from gateway.routing import Reason, targets_order
 from gateway.snapshot import RouteInfo, Target
 from translation.errors import ApiError
+from translation.masking import secrets_redact
 from translation.schemas import CountTokensRequest, MessagesRequest
 from translation.session import session_of
 
@@ -76,7 +77,8 @@ async def attempts_run(req: MessagesRequest, route: RouteInfo, exchange: Exchang
             if not failover_allowed(exc):
                 exchange.attempt_failed(exc, outcome="gave up")
                 raise
-            health.failed(name, exc.message, retry_after=retry_after_seconds(exc))
+            health.failed(name, secrets_redact(exc.message, exchange.record.secrets),
+                          retry_after=retry_after_seconds(exc))
             last = number == len(plan) - 1
             exchange.attempt_failed(exc, outcome="gave up" if last else "failed")
             errors.append(exc)

@@ -259,7 +259,8 @@ def test_the_verbose_health_check_counts_without_a_database_or_secrets(gateway: 
     plain = httpx.get(f"{gateway.url}/healthz", timeout=5)
     assert plain.json() == {"status": "ok"}
     status = status_verbose(gateway)
-    assert set(status) == {"status", "pid", "in_flight", "asyncio_tasks", "upstream", "recorder", "rss_bytes"}
+    assert set(status) == {"status", "pid", "in_flight", "asyncio_tasks", "upstream", "recorder", "rss_bytes",
+                           "backends", "health_sync"}
     assert set(status["recorder"]) == {"submitted", "persisted", "lost", "store_failed", "dropped", "skipped",
                                        "queued", "last_error_at"}  # no error text: it may name database hosts
     assert all(set(pool) == {"open", "active", "idle"} for pool in status["upstream"].values())
