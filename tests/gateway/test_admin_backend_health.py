@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from html import unescape
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from gateway.admin import backend_health_text
@@ -29,13 +28,6 @@ def clean_health() -> Iterator[None]:
     yield
     health.reset()
     health.configure(failures=saved[0], window=saved[1], cooldown=saved[2])
-
-
-@pytest.fixture
-def staff(db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 def clock(unix: float) -> str:

@@ -14,7 +14,6 @@ from html import unescape
 from html.parser import HTMLParser
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from gateway.models import CAPABILITY_FIELD_NAMES, Backend, Route
@@ -24,13 +23,6 @@ from translation.capabilities import FIELD_GROUPS, PRESETS
 pytestmark = pytest.mark.django_db
 
 ADD = "/admin/gateway/backend/add/"
-
-
-@pytest.fixture
-def staff() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 def change_url(backend: Backend) -> str:

@@ -5,7 +5,6 @@ against its own backend with every problem listed; the route list shows the targ
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from gateway.models import Backend, Route, RouteTarget
@@ -14,13 +13,6 @@ from tests.gateway.test_admin_capabilities import FormValues, form_errors, route
 pytestmark = pytest.mark.django_db
 
 ADD = "/admin/gateway/route/add/"
-
-
-@pytest.fixture
-def staff() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -35,13 +34,6 @@ routes:
     backend: vllm-big
     capabilities: {images: maybe}
 """
-
-
-@pytest.fixture
-def staff() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 def applyconfig_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> str:

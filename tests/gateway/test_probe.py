@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from gateway.backends.openai import server_root
@@ -386,13 +385,6 @@ async def test_a_silent_backend_times_out_quickly(scripted: list[ScriptedServer]
 
 
 # -- the admin action --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def staff(db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
-    return client
 
 
 def probe_action(staff: Client, *backends: Backend) -> str:
