@@ -14,6 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from gateway.backends.base import UpstreamCall
+from gateway.observe import exchange_observed
 from gateway.snapshot import KeyInfo, RouteInfo, Target
 from inspector.live import live_publish
 from inspector.recorder import ExchangeRecord, recorder
@@ -363,4 +364,5 @@ class Exchange:
         self.record.mark("finished")
         if self._on_end is not None:
             self._on_end(self._broke)
+        exchange_observed(self.record)
         recorder.submit(self.record)

@@ -24,6 +24,7 @@ from django.utils.module_loading import import_string
 
 from gateway.errors import error_response
 from gateway.ids import id_new
+from gateway.observe import exchange_observed
 from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
 from translation.masking import headers_mask, key_hint
@@ -99,6 +100,7 @@ def _failure_record(request: HttpRequest, response: HttpResponseBase, request_id
         except (orjson.JSONDecodeError, KeyError, TypeError):
             pass
     record.mark("finished")
+    exchange_observed(record)
     recorder.submit(record)
 
 
