@@ -228,3 +228,15 @@ HEALTH_EJECT_FAILURES = envint("DRAGOMAN_EJECT_FAILURES", 3)
 HEALTH_EJECT_WINDOW_SECONDS = envfloat("DRAGOMAN_EJECT_WINDOW_SECONDS", 30.0)
 HEALTH_EJECT_SECONDS = envfloat("DRAGOMAN_EJECT_SECONDS", 30.0)
 HEALTH_SYNC_SECONDS = envfloat("DRAGOMAN_HEALTH_SYNC_SECONDS", 0.5)
+
+# Prometheus /metrics (gateway.metrics): scraped with `Authorization: Bearer DRAGOMAN_METRICS_TOKEN`
+# (unset: only a staff admin session may scrape), which also guards /healthz?verbose=1. With several
+# daphne processes on one host, set PROMETHEUS_MULTIPROC_DIR to one directory they share (read by
+# prometheus_client itself, emptied before they start); each process writes its gauges of state
+# (pools, in-flight, inspector, health, config age) every DRAGOMAN_METRICS_REFRESH_SECONDS.
+METRICS_TOKEN = os.environ.get("DRAGOMAN_METRICS_TOKEN", "")
+METRICS_REFRESH_SECONDS = envfloat("DRAGOMAN_METRICS_REFRESH_SECONDS", 1.0)
+if METRICS_REFRESH_SECONDS <= 0:
+    raise ImproperlyConfigured("DRAGOMAN_METRICS_REFRESH_SECONDS must be positive")
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must be an existing directory")

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
@@ -213,6 +214,9 @@ class ConfigStore:
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
         self.watch_failing = False
+        # time.monotonic() when this process last knew its config current (a build kept, or a
+        # look at the stamp): /metrics shows the age, which grows while the database is away.
+        self.checked_at = time.monotonic()
 
     def invalidate(self) -> None:
         with self._lock:
@@ -226,6 +230,7 @@ class ConfigStore:
             if generation != self.generation:
                 return False
             self.current = snap
+            self.checked_at = time.monotonic()
             return True
 
     async def get(self) -> Snapshot:
@@ -255,8 +260,10 @@ class ConfigStore:
         moved. Nothing to do before the first request has built a snapshot."""
         current, generation = self.current, self.generation
         if current is None:
+            self.checked_at = time.monotonic()  # nothing built yet: nothing can be stale
             return
         if _db_read(self._stamp_read) == current.version:
+            self.checked_at = time.monotonic()
             return
         self._keep(_db_read(self._build_sync), generation)
 
