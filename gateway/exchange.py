@@ -209,13 +209,17 @@ class Exchange:
 
     def attempt_succeeded(self, on_end: Callable[[str], None]) -> None:
         """The client's answer comes from this attempt; ``on_end`` runs when the exchange ends
-        (with why the backend's stream broke, or '')."""
+        (with why the backend's stream broke, or ''): at once when it has ended already (a
+        non-streamed answer is complete, and handed on, before its attempt returns)."""
         self._attempt_end("ok", None)
-        self._on_end = on_end
+        if self._finished:
+            on_end(self._broke)
+        else:
+            self._on_end = on_end
 
     def _attempt_end(self, outcome: str, error: ApiError | None) -> None:
         record = self.record
-        if not record.attempts:
+        if not record.attempts or record.attempts[-1]["outcome"]:  # ended already (``completed``)
             return
         attempt = record.attempts[-1]
         attempt["outcome"], attempt["ended_ms"] = outcome, record.elapsed_ms()
@@ -298,6 +302,7 @@ class Exchange:
         record.stop_reason = message.get("stop_reason") or ""
         record.usage = message.get("usage") or {}
         record.client_response = {"body": message}
+        self._attempt_end("ok", None)  # before the record is handed on (the attempt returns after)
         self.finish()
 
     def counted(self, result: dict[str, Any], usage: dict[str, Any]) -> None:

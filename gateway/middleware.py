@@ -7,7 +7,8 @@ failure the pipeline did not (404, 405, ``/v1/models`` errors) so the inspector 
 
 ``AdminOnlyMiddleware`` runs Django's session/auth/CSRF/messages middleware only off ``/v1/``:
 those are sync middleware that cost two thread hops per request under ASGI, and the API
-authenticates with keys, not sessions.
+authenticates with keys, not sessions. ``/metrics`` and ``/healthz?verbose=1`` take the session
+too (a staff member may read them in a browser); a scraper's bearer token needs no query.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from django.utils.module_loading import import_string
 
 from gateway.errors import error_response
 from gateway.ids import id_new
+from gateway.metrics import verbose_asked
 from gateway.observe import exchange_observed
 from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
@@ -118,7 +120,7 @@ class AdminOnlyMiddleware:
             markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if _is_api(request):
+        if _is_api(request) and not (request.path == "/healthz" and verbose_asked(request)):
             response: HttpResponseBase = await self.direct(request)
             return response
         response = await self.admin_chain(request)

@@ -42,11 +42,17 @@ class Runtime:
         self.recorder.start()
         self.config.start()
         self.health_sync.start()
+        from gateway.metrics import metrics_start
+
+        metrics_start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching the config, then write what the recorder holds and end its writer."""
+        from gateway.metrics import metrics_stop
+
         self.config.stop()
         self.health_sync.stop()
+        metrics_stop()
         if not self.recorder.stop(timeout):
             log.error("inspector: the writer was still writing after %.0f s at shutdown", timeout)
 

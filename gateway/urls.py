@@ -12,6 +12,7 @@ from django.urls import path, re_path
 from gateway.api import api
 from gateway.errors import error_response, request_id_of
 from gateway.health import health, health_sync
+from gateway.metrics import OPERATOR_ONLY, metrics_view, operator_allowed, verbose_asked
 from gateway.pipeline import records_live
 from gateway.upstream import pools
 from inspector.recorder import recorder
@@ -28,9 +29,11 @@ async def status(request: HttpRequest) -> HttpResponse:
 async def healthz(request: HttpRequest) -> HttpResponse:
     """``{"status": "ok"}`` without a database query, so it answers while the database is down;
     with ``?verbose=1`` also this process's load and leak indicators (``status_verbose``) and the
-    backends' health (``health_verbose``)."""
+    backends' health (``health_verbose``), for whoever may scrape ``/metrics`` (``operator_allowed``)."""
     body: dict[str, Any] = {"status": "ok"}
-    if request.GET.get("verbose") not in (None, "", "0"):
+    if verbose_asked(request):
+        if not await operator_allowed(request):
+            return error_response(ApiError(401, f"/healthz?verbose=1 {OPERATOR_ONLY}"), request_id_of(request))
         body.update(status_verbose())
         body.update(health_verbose())
     return HttpResponse(orjson.dumps(body), content_type="application/json")
@@ -82,6 +85,7 @@ admin.site.index_title = "Gateway configuration and inspector"
 urlpatterns = [
     path("", status),
     path("healthz", healthz),
+    path("metrics", metrics_view),
     path("admin/", admin.site.urls),
     path("v1/", api.urls),
     re_path(r"^(?P<rest>.*)$", not_found),

@@ -8,6 +8,8 @@ import os
 os.environ.setdefault("DRAGOMAN_SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("DRAGOMAN_INSPECTOR_FLUSH_SECONDS", "0.05")
+# /metrics and /healthz?verbose=1 (tests/operator.py); the gateways the tests start inherit it.
+os.environ.setdefault("DRAGOMAN_METRICS_TOKEN", "test-metrics-token")
 
 from gateway.settings import *  # noqa: F403
 

@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.conftest import Gateway, exchange_fetch
 from tests.e2e.test_stream_faults_e2e import ask, mock_entry, sse_events, wait_for
+from tests.operator import operator_headers
 from translation.outputcap import output_chars_limit
 from translation.validate import stream_validate
 
@@ -111,7 +112,7 @@ def stored(gateway: Gateway, exchange_id: str) -> dict[str, Any]:
 
 
 def status_verbose(gateway: Gateway) -> dict[str, Any]:
-    body: dict[str, Any] = httpx.get(f"{gateway.url}/healthz?verbose=1", timeout=5).json()
+    body: dict[str, Any] = httpx.get(f"{gateway.url}/healthz?verbose=1", headers=operator_headers(), timeout=5).json()
     return body
 
 

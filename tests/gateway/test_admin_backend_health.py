@@ -16,6 +16,7 @@ from django.test import Client
 from gateway.admin import backend_health_text
 from gateway.health import INSTANCE, Ejection, health
 from gateway.models import Backend, BackendHealth
+from tests.operator import operator_headers
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_healthz_verbose_lists_this_processs_view_of_backends_without_a_query(cl
     # No django_db mark: verbose answers while the database (or Redis) is down, from memory.
     health.failed("vllm-b", "backend vllm-b answered 529", retry_after=5)
     health.ejections_apply([Ejection("vllm-c", time.time() + 60, "refused", 1.0, "other-host:42")])
-    body = json.loads(Client().get("/healthz?verbose=1").content)
+    body = json.loads(Client().get("/healthz?verbose=1", headers=operator_headers()).content)
     assert body["status"] == "ok" and "in_flight" in body and "upstream" in body
     assert body["backends"]["vllm-b"]["state"] == "ejected"
     assert body["backends"]["vllm-b"]["last_error"] == "backend vllm-b answered 529"

@@ -219,3 +219,16 @@ async def test_a_stream_whose_backend_stays_silent_is_left_at_the_deadline(team:
     first, second = submitted[-1].attempts
     assert first["outcome"] == "failed" and first["error_type"] == "timeout_error"
     assert 250 <= first["ended_ms"] < 2000 and second["outcome"] == "ok"
+
+
+async def test_a_non_streamed_answer_ends_its_attempt_before_the_record_is_handed_on(
+        team: Any, upstream: Upstream, submitted: list[ExchangeRecord]) -> None:
+    """A whole message is complete (and the record submitted) before its attempt returns: the
+    attempt is still "ok" on the record, and the backend's in-flight count comes back to zero
+    (it leaked one per non-streamed request, and "least in-flight" then avoided that replica)."""
+    upstream.handler = ok
+    for n in range(3):
+        assert (await post(user_request(model="team"), f"s-{n}")).status_code == 200
+    assert [a["outcome"] for r in submitted for a in r.attempts] == ["ok"] * 3
+    assert all(r.attempts[0]["ended_ms"] is not None for r in submitted)
+    assert health.inflight("vllm-a") == health.inflight("vllm-b") == 0

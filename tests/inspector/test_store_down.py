@@ -26,6 +26,7 @@ import pytest
 
 from tests.e2e.conftest import _database_url, _drop_database, daphne_serving, free_port
 from tests.mockbackend import MockServerThread
+from tests.operator import operator_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ class Gateway:
         return response
 
     def recorder(self) -> dict[str, Any]:
-        counters: dict[str, Any] = httpx.get(f"{self.url}/healthz?verbose=1", timeout=5).json()["recorder"]
+        counters: dict[str, Any] = httpx.get(f"{self.url}/healthz?verbose=1", headers=operator_headers(), timeout=5).json()["recorder"]
         return counters
 
     def stored(self, ids: list[str]) -> set[str]:

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import REPO
 from tests.mockbackend import MockServerThread
 from tests.multi.conftest import KEYS, Instances
+from tests.operator import operator_headers
 
 pytestmark = pytest.mark.multi
 
@@ -49,7 +50,7 @@ def listed(origin: str) -> bool:
 
 
 def ejected(origin: str) -> bool:
-    report = httpx.get(f"{origin}/healthz?verbose=1", timeout=5).json()
+    report = httpx.get(f"{origin}/healthz?verbose=1", headers=operator_headers(), timeout=5).json()
     return report.get("backends", {}).get("multi-sick", {}).get("state") == "ejected"
 
 
@@ -72,5 +73,5 @@ def test_a_replica_ejected_on_one_instance_is_skipped_by_the_other(instances: In
         r = ask(instances.b)
         assert r.status_code == 200, r.text
     assert len(sick.requests) == hits  # B never asked the sick replica
-    report = httpx.get(f"{instances.b}/healthz?verbose=1", timeout=5).json()["backends"]["multi-sick"]
+    report = httpx.get(f"{instances.b}/healthz?verbose=1", headers=operator_headers(), timeout=5).json()["backends"]["multi-sick"]
     assert "503" in report["last_error"] and report["ejected_by"]
