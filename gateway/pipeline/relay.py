@@ -22,7 +22,7 @@ from gateway.snapshot import RouteInfo
 from translation.errors import ApiError
 from translation.outputcap import CappedStream
 from translation.schemas import MessagesRequest
-from translation.sse import SSEDecoder, sse_encode
+from translation.sse import ServerSentEvent, SSEDecoder, sse_encode
 from translation.usage import usage_merge
 
 
@@ -143,9 +143,14 @@ class StreamRelay:
             self._exchange.upstream_first_byte(self._chunk_at)
         if self._full:
             self._upstream_log.append([self._chunk_at, raw.decode("utf-8", "replace")])
+        return self._translate(self._decoder.feed(raw))
+
+    def _translate(self, events: list[ServerSentEvent], *, tail: bool = False) -> bytes:
+        """The client's bytes for decoded upstream events; ``tail``: the event the stream ended
+        inside (``SSEDecoder.flush``), which is a chunk only if its data is whole JSON."""
         translator = self._translator
         out = []
-        for sse in self._decoder.feed(raw):
+        for sse in events:
             if sse.data == "[DONE]":
                 break
             if not sse.data:
@@ -153,6 +158,10 @@ class StreamRelay:
             try:
                 chunk = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
+                if tail:  # cut off mid-line: the message ends as any stream cut short does
+                    self._exchange.note("stream.cut_event", "upstream", "The backend's stream ended inside an "
+                                        "event whose data is not whole JSON; that event was dropped.")
+                    break
                 out.append(self._emit(translator.fail(ApiError(
                     500, f"backend {self._backend} sent a stream chunk that is not JSON", source="backend"))))
                 break
@@ -163,11 +172,16 @@ class StreamRelay:
         return b"".join(out)
 
     def _upstream_ended(self) -> bytes:
-        """The backend's stream ended before the message did: finish it, or fail it if cut off."""
+        """The backend's stream ended before the message did: its last event may lack the blank
+        line that ends it (servers close after ``data: [DONE]`` or one ``\\n``); then finish the
+        message, or fail it if cut off."""
+        last = self._translate(self._decoder.flush(), tail=True)
+        if self._ended:
+            return last
         if self._translator.upstream_finished:
             # A missing "data: [DONE]" after a finish_reason is common and harmless.
-            return self._emit(self._translator.finish())
-        return self._emit(self._translator.fail(ApiError(
+            return last + self._emit(self._translator.finish())
+        return last + self._emit(self._translator.fail(ApiError(
             500, f"backend {self._backend} ended the stream before finishing the message", source="backend")))
 
     def _emit(self, events: list[dict[str, Any]]) -> bytes:
