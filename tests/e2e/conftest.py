@@ -105,7 +105,7 @@ class Gateway:
 
 
 _EXCHANGE_COLUMNS = ("status", "stream", "stop_reason", "error_type", "error_message", "disconnected", "valid",
-                     "output_tokens", "notes", "upstream_response", "client_response")
+                     "output_tokens", "notes", "upstream_response", "client_response", "attempts", "backend_name")
 
 
 def exchange_fetch(database_url: str, exchange_id: str) -> dict[str, Any] | None:
@@ -138,7 +138,7 @@ def exchange_fetch(database_url: str, exchange_id: str) -> dict[str, Any] | None
     found = dict(zip(_EXCHANGE_COLUMNS, row[:-1], strict=True))
     if skeleton is not None:  # bodies stored as pieces (inspector/storage.py)
         found.update({k: v for k, v in skeleton_rebuild(skeleton, pieces).items() if k in found})
-    for name in ("notes", "upstream_response", "client_response"):
+    for name in ("notes", "upstream_response", "client_response", "attempts"):
         if isinstance(found[name], str):
             found[name] = json.loads(found[name])
     for name in ("stream", "disconnected"):

@@ -13,6 +13,7 @@ loads in about a second), and one gateway under daphne routes a model-name prefi
 | ``nojinja-`` | no ``--jinja`` | llama.cpp's 500 "tools param requires --jinja flag" |
 | ``small-`` / ``smallcap-`` | one slot of 256 tokens; EOS banned by ``logit_bias`` | context overflow |
 | ``kill-`` | its own server, killed and restarted by a test | a backend dying mid-stream |
+| ``failover-`` | a backend where nothing listens, then ``llama`` as its fallback | failover to a real server |
 | ``claude-smollm2-cc`` | one slot of 8,192 tokens, ``max_tokens_cap: 512``, the reply stopped at its first sentence (``extra_body.stop``: the model rambles to any limit) | the real Claude Code CLI (it accepts only ids beginning ``claude``) |
 
 The tests assert protocol, never the model's wit: ``temperature: 0`` where an output must repeat,
@@ -195,9 +196,18 @@ backends:
     read_timeout: 120
     connect_timeout: 2
     capabilities: {{extra_body: {{temperature: 0, logit_bias: {no_eos}}}}}
+  - name: llama-gone
+    base_url: http://127.0.0.1:{gone_port}/v1
+    preset: llamacpp
+    connect_timeout: 2
 routes:
   - model: llama-*
     backend: llama
+  - model: failover-*
+    targets:
+      - backend: llama-gone
+      - backend: llama
+        priority: 1
   - model: images-pass-*
     backend: llama
     capabilities: {{images: pass}}
@@ -248,7 +258,7 @@ def real_gateway(llama_servers: dict[str, LlamaServer],
     config = tmp / "dragoman.yaml"
     import json
 
-    config.write_text(CONFIG.format(key=E2E_KEY, no_eos=json.dumps(NO_EOS),
+    config.write_text(CONFIG.format(key=E2E_KEY, no_eos=json.dumps(NO_EOS), gone_port=free_port(),
                                     **{name: s.root for name, s in llama_servers.items()}))
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "DRAGOMAN_SECRET_KEY": "real-secret", "DEBUG": "0",

@@ -271,3 +271,25 @@ def test_the_logit_bias_really_bans_the_end_of_turn(real_gateway: RealGateway) -
 
 def test_the_gateways_health_and_models_answer(real_gateway: RealGateway) -> None:
     assert httpx.get(f"{real_gateway.url}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["message", "stream"])
+def test_a_route_whose_first_target_is_gone_is_served_by_the_real_fallback(
+        client: Any, real_gateway: RealGateway, stream: bool) -> None:
+    """Failover before the first byte, to a real server: the request llama-server gets is its own
+    translation (llamacpp preset), and the inspector keeps both attempts."""
+    raw = client.messages.with_raw_response.create(model="failover-smollm2", max_tokens=8, messages=COUNT,
+                                                   stream=stream)
+    if stream:
+        events = list(raw.parse())
+        assert events[-1].type == "message_stop"
+    else:
+        assert raw.parse().stop_reason in ("end_turn", "max_tokens")
+    stored = real_gateway.exchange(raw.headers["request-id"])
+    assert stored["status"] == 200 and stored["backend_name"] == "llama"
+    attempts = [(a["backend"], a["outcome"], a["reason"]) for a in stored["attempts"]]
+    assert attempts[-1] == ("llama", "ok", "fallback")
+    # the gone backend is tried until it is ejected (DRAGOMAN_EJECT_FAILURES, 3), then skipped
+    assert attempts[:-1] in ([("llama-gone", "failed", "least in-flight")], [])
+    if attempts[:-1]:
+        assert "unreachable" in stored["attempts"][0]["error"]
