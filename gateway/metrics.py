@@ -116,36 +116,49 @@ def endpoint_label(endpoint: str) -> str:
     return "messages" if endpoint.startswith("messages") else "other"
 
 
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: prometheus-client takes a lock and builds the key
+    on every call; the set of label values is bounded (see above), so this dictionary is too."""
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def exchange_count(record: ExchangeRecord) -> None:
     """The observer: one finished exchange into the per-exchange series."""
     backend = record.backend_name or "-"
     status = str(record.status or 0)
     endpoint = endpoint_label(record.endpoint)
     error_type = record.error_type if record.error_type in _ERROR_TYPES else "other"
-    REQUESTS.labels(endpoint, record.route or "-", backend, status, error_type).inc()
+    _child(REQUESTS, endpoint, record.route or "-", backend, status, error_type).inc()
     timings = record.timings
     stream = "true" if record.stream else "false"
     finished = timings.get("finished")
     if finished is not None:
-        DURATION.labels(endpoint, backend, stream).observe(finished / 1000)
+        _child(DURATION, endpoint, backend, stream).observe(finished / 1000)
     if endpoint == "messages" and record.status == 200:
         ttft = record.ttft_ms()
         if ttft is not None:
-            TTFT.labels(backend, stream).observe(ttft / 1000)
+            _child(TTFT, backend, stream).observe(ttft / 1000)
         overhead = record.overhead_ms()
         if overhead is not None:
-            OVERHEAD.labels(backend, stream).observe(max(overhead, 0.0) / 1000)
+            _child(OVERHEAD, backend, stream).observe(max(overhead, 0.0) / 1000)
         usage = record.usage
         for kind in ("input", "output", "cache_read", "cache_creation"):
             value = usage.get(f"{kind}_input_tokens" if kind.startswith("cache") else f"{kind}_tokens")
             if isinstance(value, int) and value > 0:
-                TOKENS.labels(backend, kind).inc(value)
+                _child(TOKENS, backend, kind).inc(value)
     for attempt in record.attempts:
-        ATTEMPTS.labels(attempt.get("backend") or "-", attempt.get("outcome") or "unfinished").inc()
+        _child(ATTEMPTS, attempt.get("backend") or "-", attempt.get("outcome") or "unfinished").inc()
     if len(record.attempts) > 1:
-        FAILOVERS.labels(record.route or "-").inc()
+        _child(FAILOVERS, record.route or "-").inc()
     if record.disconnected:
-        DISCONNECTS.labels(backend).inc()
+        _child(DISCONNECTS, backend).inc()
 
 
 class StateGauges:
