@@ -240,3 +240,10 @@ if METRICS_REFRESH_SECONDS <= 0:
     raise ImproperlyConfigured("DRAGOMAN_METRICS_REFRESH_SECONDS must be positive")
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
     raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must be an existing directory")
+
+# The longest line (or event) the stream relay takes from a backend's event stream, in bytes:
+# past it the stream fails with an error naming the limit, instead of buffering on. The default
+# is the decoder's own (translation.sse.LINE_MAX_BYTES, which says why 16 MiB).
+SSE_LINE_MAX_BYTES = envint("DRAGOMAN_SSE_LINE_MAX_BYTES", 16 * 1024 * 1024)
+if SSE_LINE_MAX_BYTES < 1:
+    raise ImproperlyConfigured("DRAGOMAN_SSE_LINE_MAX_BYTES must be at least 1")

@@ -22,7 +22,7 @@ from gateway.snapshot import RouteInfo
 from translation.errors import ApiError
 from translation.outputcap import CappedStream
 from translation.schemas import MessagesRequest
-from translation.sse import ServerSentEvent, SSEDecoder, sse_encode
+from translation.sse import ServerSentEvent, SSEDecoder, SSELineTooLong, sse_encode
 from translation.usage import usage_merge
 
 
@@ -98,7 +98,7 @@ class StreamRelay:
         self._full, self._keep_events = exchange.capture == "full", exchange.capture != "off"
         self._upstream_log: list[list[Any]] = []
         self._client_log: list[list[Any]] = []
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_line_bytes=settings.SSE_LINE_MAX_BYTES)
         self._chunks: ChunksWithPings | None = None  # made when the client starts reading
         self._clock = exchange.clock  # ms since the request arrived
         self._usage = exchange.upstream_usage  # what the backend reports, folded chunk by chunk
@@ -128,6 +128,13 @@ class StreamRelay:
                 error = self._adapter.transport_error(backend=self._backend, exc=exc)
                 if error.source != "client":
                     self._exchange.upstream_broke(error.message)
+                yield self._emit(self._translator.fail(error))
+        except SSELineTooLong as exc:  # a backend sending without line endings: bounded, not buffered on
+            if not self._ended:
+                error = ApiError(500, f"backend {self._backend} sent an event-stream line or event longer than "
+                                      f"the limit of {exc.limit} bytes (DRAGOMAN_SSE_LINE_MAX_BYTES)",
+                                 source="backend")
+                self._exchange.upstream_broke(error.message)
                 yield self._emit(self._translator.fail(error))
         except (asyncio.CancelledError, GeneratorExit):
             self._exchange.stream_disconnected()
