@@ -39,9 +39,16 @@ def test_quick_benchmark_writes_results_and_the_inspector_loses_nothing(tmp_path
         paced = rows[("paced-c1", target)]
         assert paced["ttft_p50"] >= 19 and paced["lat_p50"] >= 15 * 20, target
     assert sum(r["cpu_ms_per_req"] for r in results["summary"] if r["target"] == "dragoman") > 0
+    # Claude Code sessions (115 KB and growing, every turn one more tool result) through the
+    # gateway, TTFT by request size; the tail (p99 / p50) is reported for every row.
+    session = rows[("cc-session-c2", "dragoman")]
+    assert len(session["by_size"]) >= 2, session
+    assert sum(b["requests"] for b in session["by_size"]) == session["sent"]
+    assert all(r["ttft_p99_p50"] >= 1 for r in results["summary"])
     missing = next(c for c in results["targets_check"] if c["what"].startswith("inspector"))
     assert missing["verdict"] == "met", missing
 
     table = (tmp_path / "results.md").read_text()
     assert "| paced-c1 | dragoman |" in table and "| target | measured | verdict |" in table
+    assert "| vllm-shape-c10 | dragoman |" in table and "| cc-session-c2 | dragoman | 110-120 |" in table
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from tests.bench.procs import RssSampler, cpu_seconds, free_port, memory_kb, process_tree, serving
+from tests.bench.sessions import PLACEHOLDER, session_turns
 from tests.e2e.conftest import daphne_serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,10 +47,16 @@ class Scenario:
     time_limit_s: float  # in total, over all rounds
     delay_ms: float = 0.0
     about: str = ""
+    chunks: str = "openai"  # the mock's stream chunk shape (tests/mockbackend: "openai" or "vllm")
+    # Claude Code sessions (sessions.py) of this many turns, each client replaying one after
+    # another; the mock (`direct`) gets the plain chat request, the baseline of added TTFT.
+    session_turns: int = 0
+    result_bytes: int = 4500  # the tool result each turn adds
 
     @property
     def directive(self) -> str:
-        return f"[[mock:bench events={self.events} delay_ms={self.delay_ms:g}]]"
+        shape = f" chunks={self.chunks}" if self.chunks != "openai" else ""
+        return f"[[mock:bench events={self.events} delay_ms={self.delay_ms:g}{shape}]]"
 
 
 SCENARIOS = (
@@ -64,6 +71,15 @@ SCENARIOS = (
     Scenario("paced-c1", True, 16, 1, 50, 25, delay_ms=20, about="16 events 20 ms apart: added TTFT"),
     Scenario("paced-c100", True, 16, 100, 600, 20, delay_ms=20),
     Scenario("hold-c500", True, 20, 500, 500, 30, delay_ms=200, about="500 streams held open ~4 s"),
+    Scenario("vllm-shape-paced-c1", True, 16, 1, 50, 25, delay_ms=20, chunks="vllm",
+             about="16 chunks in vLLM's full shape, 20 ms apart: added TTFT"),
+    Scenario("vllm-shape-c100", True, 16, 100, 3000, 20, chunks="vllm",
+             about="16 chunks in vLLM's full shape (id, created, model, logprobs, token_ids, usage chunk, "
+                   "system_fingerprint), 100 clients"),
+    Scenario("cc-session-c1", True, 16, 1, 60, 60, chunks="vllm", session_turns=10,
+             about="Claude Code sessions replayed, 10 turns of 115-160 KB, one at a time: CPU per turn"),
+    Scenario("cc-session-c100", True, 16, 100, 2000, 60, chunks="vllm", session_turns=10,
+             about="100 Claude Code sessions at once, 10 turns of 115-160 KB each"),
 )
 
 # A few seconds in all: the smoke test in `make test` and QUICK=1.
@@ -74,6 +90,8 @@ QUICK_SCENARIOS = (
     Scenario("stream1000-c2", True, 1000, 2, 4, 5),
     Scenario("paced-c1", True, 16, 1, 3, 5, delay_ms=20),
     Scenario("hold-c50", True, 5, 50, 50, 10, delay_ms=50),
+    Scenario("vllm-shape-c10", True, 16, 10, 40, 5, chunks="vllm"),
+    Scenario("cc-session-c2", True, 16, 2, 6, 20, chunks="vllm", session_turns=3),
 )
 
 
@@ -197,9 +215,17 @@ def target_check(target: Target) -> None:
 
 
 def _loadgen(target: Target, s: Scenario, *, requests: int, time_limit_s: float) -> dict[str, Any]:
-    spec = {"host": "127.0.0.1", "port": target.port, "path": target.path, "headers": target.headers,
-            "body": target.body(s), "concurrency": min(s.concurrency, requests), "requests": requests,
-            "time_limit_s": time_limit_s, "token": TOKEN, "end": target.end(s)}
+    spec: dict[str, Any] = {
+        "host": "127.0.0.1", "port": target.port, "path": target.path, "headers": target.headers,
+        "body": target.body(s), "concurrency": min(s.concurrency, requests), "requests": requests,
+        "time_limit_s": time_limit_s, "token": TOKEN, "end": target.end(s)}
+    if s.session_turns and target.path == "/v1/messages":
+        bodies, headers = session_turns(turns=s.session_turns, result_bytes=s.result_bytes, model=MODEL,
+                                        directive=s.directive)
+        spec.update(bodies=list(bodies), placeholder=PLACEHOLDER, headers={**dict(headers), **target.headers},
+                    concurrency=min(s.concurrency, max(1, requests // s.session_turns)))
+        if s.concurrency == 1 and target.pid:
+            spec["cpu_pid"] = target.pid  # CPU per turn: one request at a time
     done = subprocess.run([sys.executable, "-m", "tests.bench.loadgen"], input=json.dumps(spec).encode(),
                           cwd=REPO, capture_output=True, timeout=time_limit_s + 180)
     if done.returncode != 0:
@@ -238,8 +264,9 @@ def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for run in runs[1:]:
         for key in ("sent", "ok", "errors", "wall_s", "loadgen_cpu_s", "cpu_s", "backend_cpu_s", "body_bytes"):
             out[key] += run[key]
-        for key in ("ttft_us", "total_us", "ttfb_us"):
+        for key in ("ttft_us", "total_us", "ttfb_us", "req_bytes", "cpu_ns", "start_ms"):
             out[key] = out[key] + run[key]
+        out["sessions"] += run["sessions"]
         for key in ("rss_peak_process_kb", "rss_peak_total_kb", "hwm_kb"):
             out[key] = max(out[key], run[key])
         if run["persisted"] is not None:

@@ -14,12 +14,20 @@ response contains). Each of ``concurrency`` workers sends requests one after ano
 own connection until ``requests`` have been started or the time limit passes. The result
 holds per-request latencies (µs) and counts; percentiles are left to the harness so rounds
 can be merged.
+
+Sessions (``sessions.py``): with ``bodies`` (the turns of one session) and ``placeholder``,
+each worker replays whole sessions one after another instead, turn by turn on its connection,
+every session with the placeholder (in the headers and the bodies) replaced by a tag of its
+own. With ``cpu_pid`` (one worker only), the CPU that process spent while each request ran
+is read from ``/proc/<pid>/task/*/schedstat`` (nanoseconds, every thread) around it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import resource
 import sys
 import time
@@ -38,6 +46,9 @@ class Outcome:
     total_us: int = 0
     body_bytes: int = 0
     error: str = ""
+    req_bytes: int = 0  # the request's body
+    cpu_ns: int = 0  # with cpu_pid: the measured process's CPU while the request ran
+    start_ms: int = 0  # when it was sent, since the run began (where in a run the tail is)
 
 
 class _Connection(asyncio.Protocol):
@@ -160,29 +171,74 @@ class _Connection(asyncio.Protocol):
             total_us=int((end - t0) * 1e6)))
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of ``pid`` so far, in ns (schedstat's first field: time on CPU)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as f:
+                total += int(f.read().split(None, 1)[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 @dataclass
 class _Run:
     spec: dict[str, Any]
     raw: bytes
     deadline: float
+    t0: float = field(default_factory=time.perf_counter)
+    turns: list[bytes] = field(default_factory=list)  # a session's requests, placeholder in them
     started: int = 0
+    sessions: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    # Sessions of this run differ from every other run's (other rounds, other targets).
+    nonce: int = field(default_factory=lambda: random.getrandbits(32))
+
+    def next_requests(self) -> list[bytes]:
+        """The requests a worker sends next: one, or a whole session's turns."""
+        if not self.turns:
+            self.started += 1
+            return [self.raw]
+        if self.started + len(self.turns) > self.spec["requests"]:
+            return []
+        self.started += len(self.turns)
+        self.sessions += 1
+        tag = f"{self.nonce:08x}-0000-4000-8000-{self.sessions:012x}".encode()
+        placeholder = self.spec["placeholder"].encode()
+        return [turn.replace(placeholder, tag) for turn in self.turns]
 
 
 async def _worker(run: _Run) -> None:
     loop = asyncio.get_running_loop()
     spec = run.spec
     token, end = spec["token"].encode(), spec["end"].encode()
+    pid = spec.get("cpu_pid")
     conn: _Connection | None = None
+    pending: list[bytes] = []
     try:
-        while run.started < spec["requests"] and time.monotonic() < run.deadline:
-            run.started += 1
+        while time.monotonic() < run.deadline:
+            if not pending:
+                if run.started >= spec["requests"] or not (pending := run.next_requests()):
+                    break
+            raw = pending.pop(0)
+            cpu0 = cpu_ns(pid) if pid else 0
+            sent_at = time.perf_counter()
             try:
                 if conn is None or conn.transport is None or conn.transport.is_closing():
                     _, conn = await loop.create_connection(lambda: _Connection(token, end),
                                                            spec["host"], spec["port"])
-                outcome = await asyncio.wait_for(conn.request(run.raw), REQUEST_TIMEOUT_S)
+                outcome = await asyncio.wait_for(conn.request(raw), REQUEST_TIMEOUT_S)
+                outcome.req_bytes = len(raw) - raw.index(b"\r\n\r\n") - 4
+                outcome.start_ms = int((sent_at - run.t0) * 1000)
+                if pid:
+                    outcome.cpu_ns = cpu_ns(pid) - cpu0
             except (OSError, TimeoutError) as exc:
                 outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:120])
                 if conn is not None and conn.transport is not None:
@@ -203,8 +259,8 @@ async def _worker(run: _Run) -> None:
             conn.transport.close()
 
 
-def request_encode(spec: dict[str, Any]) -> bytes:
-    body = spec["body"].encode()
+def request_encode(spec: dict[str, Any], body_text: str | None = None) -> bytes:
+    body = (spec["body"] if body_text is None else body_text).encode()
     headers = {"host": f"{spec['host']}:{spec['port']}", "content-type": "application/json",
                "content-length": str(len(body)), **spec.get("headers", {})}
     head = f"POST {spec['path']} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
@@ -212,7 +268,8 @@ def request_encode(spec: dict[str, Any]) -> bytes:
 
 
 async def load_run(spec: dict[str, Any]) -> dict[str, Any]:
-    run = _Run(spec=spec, raw=request_encode(spec), deadline=time.monotonic() + spec["time_limit_s"])
+    turns = [request_encode(spec, body) for body in spec.get("bodies", ())]
+    run = _Run(spec=spec, raw=request_encode(spec), turns=turns, deadline=time.monotonic() + spec["time_limit_s"])
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     await asyncio.gather(*(_worker(run) for _ in range(spec["concurrency"])))
@@ -225,6 +282,8 @@ async def load_run(spec: dict[str, Any]) -> dict[str, Any]:
         "loadgen_cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "ttft_us": [o.ttft_us for o in ok], "total_us": [o.total_us for o in ok],
         "ttfb_us": [o.ttfb_us for o in ok], "body_bytes": sum(o.body_bytes for o in ok),
+        "req_bytes": [o.req_bytes for o in ok], "cpu_ns": [o.cpu_ns for o in ok] if spec.get("cpu_pid") else [],
+        "start_ms": [o.start_ms for o in ok], "sessions": run.sessions,
     }
 
 

@@ -45,6 +45,10 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
         row["cpu_us_per_event"] = (row["cpu_ms_per_req"] * 1000 / row["events"]
                                    if row["cpu_ms_per_req"] is not None else None)
+        # The tail: how far the slowest 1 % of first tokens are behind the median.
+        row["ttft_p99_p50"] = (row["ttft_p99"] / row["ttft_p50"]
+                               if row["ttft_p50"] and row["ttft_p99"] is not None else None)
+        row["by_size"] = by_size(run)
         rows.append(row)
     direct = {r["scenario"]: r for r in rows if r["target"] == "direct"}
     for row in rows:
@@ -52,6 +56,33 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         for key in ("ttft_p50", "ttft_p99", "lat_p50", "lat_p99"):
             row[f"added_{key}"] = _diff(row[key], base[key]) if base and row["target"] != "direct" else None
     return rows
+
+
+SIZE_BUCKET_KB = 10
+
+
+def by_size(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Requests grouped by body size (10 KB buckets): TTFT, and with per-request CPU (one client
+    at a time, ``loadgen.py``'s ``cpu_pid``) the process's CPU while each ran. Only for runs of
+    more than one body size (the Claude Code sessions)."""
+    sizes = run.get("req_bytes") or []
+    if len(set(sizes)) < 2:
+        return []
+    cpu = run.get("cpu_ns") or []
+    buckets: dict[int, list[int]] = {}
+    for i, size in enumerate(sizes):
+        buckets.setdefault(size // (SIZE_BUCKET_KB * 1000), []).append(i)
+    out = []
+    for bucket, indexes in sorted(buckets.items()):
+        ttft = [run["ttft_us"][i] for i in indexes]
+        per_cpu = [cpu[i] // 1000 for i in indexes] if cpu else []  # µs, for percentile()
+        out.append({
+            "kb_from": bucket * SIZE_BUCKET_KB, "kb_to": (bucket + 1) * SIZE_BUCKET_KB, "requests": len(indexes),
+            "ttft_p50": percentile(ttft, 50), "ttft_p99": percentile(ttft, 99),
+            "cpu_ms_p50": percentile(per_cpu, 50) if per_cpu else None,
+            "cpu_ms_mean": sum(per_cpu) / len(per_cpu) / 1000 if per_cpu else None,
+        })
+    return out
 
 
 def _row(rows: list[dict[str, Any]], scenario: str, target: str) -> dict[str, Any] | None:
@@ -101,6 +132,28 @@ def targets_check(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
           "{:.0f}")
     check("hold-c500: peak RSS per process", "≤ 200 MB", hold["rss_peak_mb"] if hold else None,
           None if not hold else hold["rss_peak_mb"] <= 200, "{:.0f} MB")
+    # Issue 17: the shape real servers send, the tail at 100 clients, Claude Code's sizes.
+    gw, peer = _row(rows, "vllm-shape-c100", "dragoman"), _row(rows, "vllm-shape-c100", "litellm")
+    ratio = gw["rps"] / peer["rps"] if gw and peer and peer["rps"] else None
+    check("vllm-shape-c100: requests/s vs LiteLLM", "≥ 10x", ratio, None if ratio is None else ratio >= 10,
+          "{:.1f}x")
+    cpu = gw["cpu_ms_per_req"] if gw else None
+    check("vllm-shape-c100: gateway CPU per request", "≤ 5 ms", cpu, None if cpu is None else cpu <= 5,
+          "{:.2f} ms")
+    for name in ("vllm-shape-c100", "stream20-c100", "cc-session-c100"):
+        row = _row(rows, name, "dragoman")
+        tail = row["ttft_p99_p50"] if row else None
+        check(f"{name}: TTFT p99 / p50", "≤ 2x", tail, None if tail is None else tail <= 2, "{:.2f}x")
+    paced = _row(rows, "vllm-shape-paced-c1", "dragoman")
+    added = paced["added_ttft_p50"] if paced else None
+    check("vllm-shape-paced-c1: added TTFT p50", "≤ 3 ms", added, None if added is None else added <= 3,
+          "{:.2f} ms")
+    session = _row(rows, "cc-session-c1", "dragoman")
+    biggest = session["by_size"][-1] if session and session["by_size"] else None
+    turn_cpu = biggest["cpu_ms_mean"] if biggest else None
+    check("cc-session-c1: CPU per turn, largest requests" + (
+        f" ({biggest['kb_from']}-{biggest['kb_to']} KB)" if biggest else ""), "≤ 8 ms", turn_cpu,
+        None if turn_cpu is None else turn_cpu <= 8, "{:.2f} ms")
     gw_rows = [r for r in rows if r["target"] == "dragoman"]
     missing = sum(r["sent"] - (r["persisted"] or 0) for r in gw_rows)
     check("inspector: exchanges missing (sent - persisted, all scenarios)", "0", missing if gw_rows else None,
@@ -131,17 +184,34 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]], checks: list[d
     lines += [f"| {c['what']}: {c['target']} | {c['measured']} | {c['verdict']} |" for c in checks]
     lines += [
         "",
-        "| scenario | target | ok/sent | req/s | TTFT p50 / p99 ms | added TTFT p50 / p99 | latency p50 / p99 ms "
-        "| added latency p50 / p99 | CPU ms/req | CPU µs/event | peak RSS MB | errors | persisted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | target | ok/sent | req/s | TTFT p50 / p99 ms | TTFT p99/p50 | added TTFT p50 / p99 "
+        "| latency p50 / p99 ms | added latency p50 / p99 | CPU ms/req | CPU µs/event | peak RSS MB | errors "
+        "| persisted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {r['target']} | {r['ok']}/{r['sent']} | {r['rps']:.0f} "
-            f"| {_pair(r['ttft_p50'], r['ttft_p99'])} | {_pair(r['added_ttft_p50'], r['added_ttft_p99'])} "
+            f"| {_pair(r['ttft_p50'], r['ttft_p99'])} | {_fmt(r['ttft_p99_p50'], 1)}x "
+            f"| {_pair(r['added_ttft_p50'], r['added_ttft_p99'])} "
             f"| {_pair(r['lat_p50'], r['lat_p99'])} | {_pair(r['added_lat_p50'], r['added_lat_p99'])} "
             f"| {_fmt(r['cpu_ms_per_req'])} | {_fmt(r['cpu_us_per_event'], 1)} | {_fmt(r['rss_peak_mb'], 0)} "
             f"| {r['errors']} | {'-' if r['persisted'] is None else r['persisted']} |")
+    sized = [r for r in rows if r["by_size"]]
+    if sized:
+        lines += [
+            "",
+            "Claude Code sessions by request size (CPU per turn: the gateway's, all threads, while the "
+            "turn ran; one session at a time only):",
+            "",
+            "| scenario | target | request KB | requests | TTFT p50 / p99 ms | CPU ms per turn p50 / mean |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in sized:
+            for b in r["by_size"]:
+                lines.append(
+                    f"| {r['scenario']} | {r['target']} | {b['kb_from']}-{b['kb_to']} | {b['requests']} "
+                    f"| {_pair(b['ttft_p50'], b['ttft_p99'])} | {_pair(b['cpu_ms_p50'], b['cpu_ms_mean'], 2)} |")
     errors = {f"{r['scenario']}/{r['target']}": r["error_kinds"] for r in rows if r["error_kinds"]}
     if errors:
         lines += ["", "Errors: " + "; ".join(f"{k}: {v}" for k, v in errors.items())]

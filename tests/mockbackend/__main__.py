@@ -10,7 +10,7 @@ import asyncio
 import signal
 import sys
 
-from tests.mockbackend.scenarios import REASONING_FIELDS, SCENARIOS
+from tests.mockbackend.scenarios import CHUNK_SHAPES, REASONING_FIELDS, SCENARIOS
 from tests.mockbackend.server import mock_server_start
 
 
@@ -24,6 +24,7 @@ def parser_build() -> argparse.ArgumentParser:
     parser.add_argument("--scenario", default="demo", choices=sorted(SCENARIOS), help="default scenario")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="pause between stream chunks")
     parser.add_argument("--reasoning-field", default="reasoning_content", choices=REASONING_FIELDS)
+    parser.add_argument("--chunks", default="openai", choices=CHUNK_SHAPES, help="stream chunk shape")
     parser.add_argument("--events", type=int, default=20, help="text deltas in the bench scenario")
     parser.add_argument("--stall-ms", type=float, default=30000.0, help="pause in the stall scenario")
     parser.add_argument("--first-byte-ms", type=float, default=2000.0, help="pause in the slow_first_byte scenario")
@@ -41,6 +42,7 @@ async def serve(args: argparse.Namespace) -> None:
         events=args.events,
         stall_ms=args.stall_ms,
         first_byte_ms=args.first_byte_ms,
+        chunks=args.chunks,
         max_records=args.max_records,
     )
     stop = asyncio.Event()

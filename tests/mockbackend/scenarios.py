@@ -22,6 +22,9 @@ from typing import Any
 import orjson
 
 REASONING_FIELDS = ("reasoning", "reasoning_content", "both")
+# How stream chunks are shaped (server.py): "openai", the fields every server sends; "vllm", every
+# field vLLM's serializer writes (token_ids, stop_reason, prompt_token_ids, system_fingerprint).
+CHUNK_SHAPES = ("openai", "vllm")
 MAX_MODEL_LEN = 32768
 
 TEXT_REPLY = "Hello! This is the mock backend speaking."
@@ -108,6 +111,7 @@ class Knobs:
     events: int = 20  # text deltas in `bench`
     stall_ms: float = 30000.0  # pause in `stall`
     first_byte_ms: float = 2000.0  # pause before headers in `slow_first_byte`
+    chunks: str = "openai"  # stream chunk shape, one of CHUNK_SHAPES
 
 
 KNOB_NAMES = tuple(Knobs.__dataclass_fields__)
@@ -219,6 +223,11 @@ def knobs_resolve(*, defaults: Knobs, headers: Mapping[str, str], args: Mapping[
         if name == "reasoning_field":
             if raw not in REASONING_FIELDS:
                 raise ScenarioError(f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}")
+            changes[name] = raw
+            continue
+        if name == "chunks":
+            if raw not in CHUNK_SHAPES:
+                raise ScenarioError(f"chunks must be one of {', '.join(CHUNK_SHAPES)}")
             changes[name] = raw
             continue
         try:

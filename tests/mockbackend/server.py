@@ -350,6 +350,52 @@ def stream_render(
         yield DONE
 
 
+# Made up, in the format of fingerprint.py's default ("full") mode: vllm-<version>-<hash8>.
+VLLM_FINGERPRINT = "vllm-0.11.1-3f2a9c4e"
+
+
+def stream_render_vllm(
+    script: Script, *, id: str, created: int, model: str, reasoning_field: str, include_usage: bool,
+    usage: dict[str, Any],
+) -> Iterator[bytes]:
+    """The chunks vLLM's OpenAI server writes, field for field: vllm-project/vllm
+    vllm/entrypoints/openai/chat_completion/serving.py (commit 006c49d485f9),
+    ``chat_completion_stream_generator``, which serializes ``ChatCompletionStreamResponse``
+    (chat_completion/protocol.py) with ``model_dump_json(exclude_unset=True)``. The role chunk
+    sets ``prompt_token_ids`` (null unless ``return_token_ids``; serving_chat.py at 99c5632fc2d2),
+    every token chunk sets ``logprobs``, ``finish_reason`` and ``token_ids`` (null), the last one
+    also ``stop_reason``; the usage chunk (``exclude_none``) has ``choices: []`` and carries
+    ``system_fingerprint`` (fingerprint.py), which goes on the finish chunk instead when usage
+    is not asked for. No ``usage: null`` on the other chunks, unlike OpenAI."""
+    completion = script.completion
+    head = b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,"choices":[' % (
+        orjson.dumps(id), created, orjson.dumps(model))
+    keys = _reasoning_keys(reasoning_field)
+    inject: dict[int, list[bytes]] = {}
+    for position, payload in script.inject:
+        inject.setdefault(position, []).append(b"data: " + payload + b"\n\n")
+    yield head + b'{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],' \
+        b'"prompt_token_ids":null}\n\n'
+    for position, delta in enumerate(completion.deltas):
+        yield from inject.get(position, ())
+        yield (head + b'{"index":0,"delta":%b,"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n'
+               % orjson.dumps(delta_dict(delta, keys)))
+    yield from inject.get(len(completion.deltas), ())
+    if completion.finish_reason is not None:
+        fingerprint = b"" if include_usage else b',"system_fingerprint":%b' % orjson.dumps(VLLM_FINGERPRINT)
+        yield (head + b'{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":%b,"stop_reason":%b,'
+               b'"token_ids":null}]%b}\n\n'
+               % (orjson.dumps(completion.finish_reason), orjson.dumps(completion.stop_reason), fingerprint))
+        if include_usage:
+            counts = {"prompt_tokens": usage["prompt_tokens"], "total_tokens": usage["total_tokens"],
+                      "completion_tokens": usage["completion_tokens"]}
+            counts.update((k, v) for k, v in usage.items() if k.endswith("_details"))
+            yield head + b'],"usage":%b,"system_fingerprint":%b}\n\n' % (
+                orjson.dumps(counts), orjson.dumps(VLLM_FINGERPRINT))
+    if script.done:
+        yield DONE
+
+
 # ---------------------------------------------------------------------------------------------
 # The server
 
@@ -742,7 +788,8 @@ class MockServer:
 
         stream_options = body.get("stream_options")
         include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
-        frames = stream_render(
+        render = stream_render_vllm if knobs.chunks == "vllm" else stream_render
+        frames = render(
             script,
             id=id,
             created=created,
@@ -794,6 +841,7 @@ async def mock_server_start(
     events: int = 20,
     stall_ms: float = 30000.0,
     first_byte_ms: float = 2000.0,
+    chunks: str = "openai",
     models: tuple[str, ...] = ("mock",),
     max_records: int = 1000,
     owned_by: str = "dragoman-mock",
@@ -811,6 +859,7 @@ async def mock_server_start(
         events=events,
         stall_ms=stall_ms,
         first_byte_ms=first_byte_ms,
+        chunks=chunks,
     )
     server = MockServer(
         default_scenario=scenario,
