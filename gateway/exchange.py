@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from gateway.backends.base import UpstreamCall
 from gateway.observe import exchange_observed
 from gateway.snapshot import KeyInfo, RouteInfo, Target
+from gateway.tracing import tracing
 from inspector.live import live_publish
 from inspector.recorder import ExchangeRecord, recorder
 from translation.errors import ApiError
@@ -84,6 +85,7 @@ class Exchange:
             "method": request.method, "path": request.get_full_path(), "headers": headers_mask(request.headers),
         }
         request.exchange_recorded = True  # type: ignore[attr-defined]
+        tracing.exchange_begin(record, request.headers)  # its trace, for the traceparent sent upstream
         return cls(record)
 
     # -- admission --------------------------------------------------------------------------

@@ -43,8 +43,10 @@ class Runtime:
         self.config.start()
         self.health_sync.start()
         from gateway.metrics import metrics_start
+        from gateway.tracing import tracing_start
 
         metrics_start()
+        tracing_start()  # OpenTelemetry over OTLP, when an endpoint is set
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching the config, then write what the recorder holds and end its writer."""
@@ -55,6 +57,9 @@ class Runtime:
         metrics_stop()
         if not self.recorder.stop(timeout):
             log.error("inspector: the writer was still writing after %.0f s at shutdown", timeout)
+        from gateway.tracing import tracing_stop
+
+        tracing_stop()  # after the writer: its last batch's spans are exported too
 
     @property
     def running(self) -> bool:

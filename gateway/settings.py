@@ -241,6 +241,15 @@ if METRICS_REFRESH_SECONDS <= 0:
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
     raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must be an existing directory")
 
+# OpenTelemetry (gateway.tracing): traces and metrics over OTLP, on when OTEL_EXPORTER_OTLP_ENDPOINT
+# is set; the SDK reads the standard OTEL_* variables itself. Message content goes into spans only
+# with DRAGOMAN_OTEL_CAPTURE_CONTENT. DRAGOMAN_TRACE_URL links the inspector's exchange page to its
+# trace: a URL with {trace_id} in it (https://grafana.example/explore?traceId={trace_id}).
+TRACE_CAPTURE_CONTENT = envbool("DRAGOMAN_OTEL_CAPTURE_CONTENT", False)
+TRACE_URL = os.environ.get("DRAGOMAN_TRACE_URL", "")
+if TRACE_URL and "{trace_id}" not in TRACE_URL:
+    raise ImproperlyConfigured("DRAGOMAN_TRACE_URL must contain {trace_id}")
+
 # The longest line (or event) the stream relay takes from a backend's event stream, in bytes:
 # past it the stream fails with an error naming the limit, instead of buffering on. The default
 # is the decoder's own (translation.sse.LINE_MAX_BYTES, which says why 16 MiB).

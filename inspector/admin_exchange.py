@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -18,6 +19,12 @@ from inspector.models import Exchange
 from inspector.sessions import session_panel_context
 from inspector.storage import exchanges_load
 from translation.errors import ApiError
+
+
+def trace_url(exchange: Exchange) -> str:
+    """The exchange's trace in the operator's tracing UI (DRAGOMAN_TRACE_URL), or '' (unset, or no trace)."""
+    template: str = settings.TRACE_URL
+    return template.replace("{trace_id}", exchange.trace_id) if template and exchange.trace_id else ""
 
 
 class ExchangePages(admin.ModelAdmin):
@@ -60,6 +67,7 @@ class ExchangePages(admin.ModelAdmin):
             "replay_body": views.replay_body(exchange), "replay_error": "", "replay_target": "",
             "session_panel": session_panel_context(exchange),
             "session_panel_template": "admin/inspector/exchange/_session_panel.html",
+            "trace_url": trace_url(exchange),
             **extra,
         }
         return TemplateResponse(request, "admin/inspector/exchange/exchange.html", context)

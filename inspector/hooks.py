@@ -9,7 +9,10 @@ imports the gateway: the gateway depends on the inspector, not the other way rou
   recording into ``record``;
 - ``count_tokens_replay(raw, route, record)``: the same for a stored count_tokens body;
 - ``on_written(key_ids)``: after a batch is stored, with the API key ids it used (their last use);
-- ``id_new(prefix)``: a new exchange id, shaped like the ones the API hands out.
+- ``id_new(prefix)``: a new exchange id, shaped like the ones the API hands out;
+- ``on_stored(records, began, ended)``: after a batch is stored, its records and when its write
+  began and ended (ns since the epoch): the trace's ``inspector write`` spans (set by
+  ``gateway.tracing`` while it runs).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class InspectorHooks:
     count_tokens_replay: Replay | None = None
     on_written: Callable[[set[int]], None] | None = None
     id_new: Callable[[str], str] | None = None
+    on_stored: Callable[[list[ExchangeRecord], int, int], None] | None = None
 
     def routes_now(self) -> RouteTable:
         return _needed(self.route_table, "route_table")()

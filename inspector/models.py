@@ -94,6 +94,8 @@ class Exchange(models.Model):
     attempts = models.JSONField(default=list, blank=True)
     failed_over = models.BooleanField(default=False, db_index=True,
                                       help_text="More than one upstream attempt: the answer came from a later one.")
+    trace_id = models.CharField(max_length=32, blank=True,
+                                help_text="The OpenTelemetry trace of the exchange (empty when tracing is off).")
     input_tokens = models.IntegerField(null=True, blank=True)
     output_tokens = models.IntegerField(null=True, blank=True)
     cache_read_tokens = models.IntegerField(null=True, blank=True)

@@ -77,6 +77,10 @@ class ExchangeRecord:
     # (non-streaming), first_event, first_token (first event after message_start and pings),
     # first_token_chunk (arrival of the upstream chunk that produced it), finished.
     timings: dict[str, float] = field(default_factory=dict)
+    # OpenTelemetry (gateway.tracing; empty when it is off): the trace, and the W3C traceparent
+    # naming this exchange's span (what upstream requests carry; not stored).
+    trace_id: str = ""
+    traceparent: str = ""
 
     def mark(self, name: str) -> None:
         """Record when something happened, in ms since the request arrived (first time only)."""
@@ -128,7 +132,7 @@ class ExchangeRecord:
             else _part_meta(self.upstream_response),
             "client_response": _part_capped(self.client_response, max_body, max_events) if full else {},
             "timings": self.timings, "usage": self.usage, "upstream_usage": self.upstream_usage,
-            "attempts": attempts, "failed_over": len(attempts) > 1,
+            "attempts": attempts, "failed_over": len(attempts) > 1, "trace_id": self.trace_id[:32],
         }
         row["key_hint"] = self.key_hint[:40]
         row.update(exchange_facts(
@@ -396,6 +400,7 @@ class Recorder:
         # Pieces are marked used as of the newest exchange that holds them (retention keeps a
         # piece as long as an exchange that late or later is kept, inspector.retention).
         used_at = max(r.created_at for r in rows)
+        began = time.time_ns()
         try:
             close_old_connections()
             present = pieces_present(pieces)
@@ -410,6 +415,12 @@ class Recorder:
             self._pieces.forget()  # what it remembers may have been pruned meanwhile
             self._failed(len(rows), exc)
             return
+        on_stored = hooks.on_stored
+        if on_stored is not None:
+            try:
+                on_stored(batch, began, time.time_ns())
+            except Exception:
+                log.warning("inspector: the stored-batch hook failed", exc_info=True)
         on_written = hooks.on_written
         if on_written is None:
             return

@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from gateway.snapshot import RouteInfo
+from gateway.tracing import upstream_headers
 from gateway.upstream import UpstreamStatusError, pools, response_or_pending, stream_not_sse
 from translation.backend_errors import backend_error_reclassify
 from translation.errors import ApiError
@@ -95,9 +96,10 @@ class BackendAdapter(abc.ABC):
 
     def headers(self, route: RouteInfo, *, stream: bool,
                 client_headers: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[RewriteNote]]:
-        """Every header of an upstream call: JSON, the kind's protocol headers, the operator's extras."""
+        """Every header of an upstream call: JSON, the kind's protocol headers, the exchange's
+        trace (W3C ``traceparent``, when tracing runs), the operator's extras."""
         protocol, notes = self.protocol_headers(route, client_headers)
-        headers = {"content-type": "application/json", **protocol}
+        headers = {"content-type": "application/json", **protocol, **upstream_headers()}
         if stream:
             headers["accept"] = "text/event-stream"
         headers.update(route.capabilities.extra_headers)
