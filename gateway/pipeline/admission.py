@@ -25,15 +25,28 @@ Parsed = TypeVar("Parsed", MessagesRequest, CountTokensRequest)
 Serve = Callable[[HttpRequest, Exchange], Awaitable[HttpResponseBase]]
 
 
+def body_limit() -> int:
+    """The request body limit in bytes: DRAGOMAN_MAX_BODY_BYTES (and Django's own, if lower)."""
+    return min(settings.MAX_BODY_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE or settings.MAX_BODY_BYTES)
+
+
+def body_wanted(declared: int) -> int:
+    """How much of a body is read (here, and by the server: ``gateway.asgi_handler``): of one whose
+    Content-Length (``declared``, 0 if none) is over the limit only its head, what the inspector
+    keeps; of any other one byte past the limit, which shows a body without a length is over."""
+    limit = body_limit()
+    return settings.INSPECTOR_MAX_BODY_BYTES if declared > limit else limit + 1
+
+
 def body_read(request: HttpRequest, exchange: Exchange) -> bytes:
-    """The body, never more than the limit: a Content-Length over it is refused unread, a body
-    without one (chunked) is read one byte past it. Over the limit, the inspector keeps its head."""
-    limit = min(settings.MAX_BODY_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE or settings.MAX_BODY_BYTES)
+    """The body, never more than the limit: a Content-Length over it is refused after its head, a
+    body without one (chunked) is read one byte past it. Over the limit, the inspector keeps its head."""
+    limit = body_limit()
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise ApiError(400, f"Content-Length must be a number, not {request.META['CONTENT_LENGTH']!r}") from None
-    raw = request.read(limit + 1 if declared <= limit else settings.INSPECTOR_MAX_BODY_BYTES)
+    raw = request.read(body_wanted(declared))
     if declared > limit or len(raw) > limit:
         exchange.body_over_limit(raw, declared=declared, limit=limit)
         sent = f" ({declared} bytes)" if declared else ""
