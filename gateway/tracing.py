@@ -37,8 +37,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -52,11 +51,10 @@ from inspector.recorder import ExchangeRecord
 from translation.masking import secrets_redact
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler
-    from opentelemetry.trace import Span, SpanContext, Tracer
+    from opentelemetry.trace import SpanContext
 
 log = logging.getLogger(__name__)
 
@@ -108,49 +106,23 @@ def _server_name(record: ExchangeRecord) -> str:
     return f"{method} {route}" if route else method
 
 
-class _ExchangeIds:
-    """Random ids, except for an exchange span: its ids were chosen when the request arrived
-    (the ``traceparent`` sent upstream names it), and are handed to the SDK here."""
-
-    def __init__(self) -> None:
-        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-
-        self._random = RandomIdGenerator()
-        self._chosen = threading.local()  # the observer (event loop) and the writer thread both make spans
-
-    @contextmanager
-    def chosen(self, trace_id: int, span_id: int) -> Iterator[None]:
-        self._chosen.ids = (trace_id, span_id)
-        try:
-            yield
-        finally:
-            self._chosen.ids = None
-
-    def generate_span_id(self) -> int:
-        ids = getattr(self._chosen, "ids", None)
-        if ids is not None:
-            self._chosen.ids = (ids[0], 0)
-            if ids[1]:
-                return int(ids[1])
-        return self._random.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        ids = getattr(self._chosen, "ids", None)
-        return int(ids[0]) if ids is not None and ids[0] else self._random.generate_trace_id()
-
-    def is_trace_id_random(self) -> bool:
-        return False
-
-
 class Tracing:
     """The process's OpenTelemetry pipeline: started and stopped with the runtime, an observer of
-    finished exchanges while it runs. ``traces``/``metrics`` say which signals are exported."""
+    finished exchanges while it runs. ``traces``/``metrics`` say which signals are exported.
+
+    An exchange's spans are complete when they are built (ids, times, attributes all known), so
+    they are handed to the batch processor as finished ``ReadableSpan``s rather than opened and
+    ended through a ``Tracer``, whose live spans (a lock each, bounded attributes, the sampler
+    asked again per span) cost about ten times as much for nothing here; the sampler is asked
+    once, when the request arrives. Attributes are bounded here (``CONTENT_MAX_CHARS``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tracer_provider: TracerProvider | None = None
-        self._tracer: Tracer | None = None
+        self._processor: SpanProcessor | None = None
         self._sampler: Sampler | None = None
+        self._resource: Any = None
+        self._scope: Any = None
         self._meter_provider: MeterProvider | None = None
         self._instruments: dict[str, Any] = {}
         self._ids: Any = None
@@ -158,7 +130,7 @@ class Tracing:
 
     @property
     def traces(self) -> bool:
-        return self._tracer is not None
+        return self._processor is not None
 
     @property
     def metrics(self) -> bool:
@@ -191,14 +163,16 @@ class Tracing:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        self._ids = _ExchangeIds()
-        self._propagator = TraceContextTextMapPropagator()
-        provider = TracerProvider(resource=resource, id_generator=self._ids, shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        self._tracer_provider = provider
-        self._tracer, self._sampler = provider.get_tracer(SCOPE, schema_url=SCHEMA_URL), provider.sampler
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # the sampler from OTEL_TRACES_SAMPLER
+        processor = BatchSpanProcessor(OTLPSpanExporter())
+        provider.add_span_processor(processor)
+        self._tracer_provider, self._processor, self._sampler = provider, processor, provider.sampler
+        self._resource, self._scope = provider.resource, InstrumentationScope(SCOPE, None, SCHEMA_URL)
+        self._ids, self._propagator = RandomIdGenerator(), TraceContextTextMapPropagator()
         hooks.on_stored = self.records_stored
 
     def _metrics_start(self, resource: Any) -> None:
@@ -235,7 +209,7 @@ class Tracing:
         """Export what is pending and end the exporters' threads."""
         with self._lock:
             tracer_provider, meter_provider = self._tracer_provider, self._meter_provider
-            self._tracer_provider = self._tracer = self._sampler = self._meter_provider = None
+            self._tracer_provider = self._processor = self._sampler = self._meter_provider = None
             self._instruments = {}
         observer_remove(self.exchange_observed)
         if hooks.on_stored == self.records_stored:
@@ -260,11 +234,10 @@ class Tracing:
         parent = self._propagator.extract(headers)
         remote = trace.get_current_span(parent).get_span_context()
         trace_id = remote.trace_id if remote.is_valid else self._ids.generate_trace_id()
-        sampled = sampler.should_sample(parent, trace_id, _server_name(record),
-                                        trace.SpanKind.SERVER).decision.is_sampled()
+        verdict = sampler.should_sample(parent, trace_id, _server_name(record), trace.SpanKind.SERVER)
+        flags = trace.TraceFlags.SAMPLED if verdict.decision.is_sampled() else trace.TraceFlags.DEFAULT
         ours = trace.SpanContext(trace_id, self._ids.generate_span_id(), is_remote=False,
-                                 trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else 0),
-                                 trace_state=remote.trace_state if remote.is_valid else None)
+                                 trace_flags=trace.TraceFlags(flags), trace_state=verdict.trace_state)
         carrier: dict[str, str] = {}
         self._propagator.inject(carrier, context=trace.set_span_in_context(trace.NonRecordingSpan(ours)))
         record.trace_id, record.traceparent = format(trace_id, "032x"), carrier["traceparent"]
@@ -273,15 +246,36 @@ class Tracing:
     # -- after the fact: the observer, and the inspector's writer --------------------------------
 
     def exchange_observed(self, record: ExchangeRecord) -> None:
-        if self._tracer is not None:
+        if self._processor is not None:
             self._spans(record)
         if self._instruments:
             self._measure(record)
 
-    def _spans(self, record: ExchangeRecord) -> None:
-        tracer = self._tracer
-        assert tracer is not None
+    def _emit(self, name: str, *, context: SpanContext, parent: SpanContext | None, start: int, end: int,
+              kind: Any = None, attributes: dict[str, Any] | None = None, events: tuple[Any, ...] = (),
+              error: str | None = None) -> None:
+        """One finished span, to the batch processor (which exports it from its own thread)."""
         from opentelemetry import trace
+        from opentelemetry.sdk.trace import ReadableSpan
+
+        processor = self._processor
+        if processor is None:
+            return
+        status = trace.Status(trace.StatusCode.ERROR, error or None) if error is not None else trace.Status()
+        processor.on_end(ReadableSpan(
+            name, context=context, parent=parent, resource=self._resource, attributes=attributes or {},
+            events=events, kind=kind or trace.SpanKind.INTERNAL, status=status, start_time=start,
+            end_time=max(start, end), instrumentation_scope=self._scope))
+
+    def _child(self, of: SpanContext) -> SpanContext:
+        from opentelemetry import trace
+
+        return trace.SpanContext(of.trace_id, self._ids.generate_span_id(), is_remote=False,
+                                 trace_flags=of.trace_flags, trace_state=of.trace_state)
+
+    def _spans(self, record: ExchangeRecord) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import Event
 
         headers = _lower(record.client_request.get("headers") or {})
         if not record.traceparent:  # refused before the pipeline (gateway.middleware)
@@ -289,6 +283,8 @@ class Tracing:
         ours = _span_context(record.traceparent)
         if ours is None or not ours.trace_flags.sampled:
             return
+        remote = trace.get_current_span(self._propagator.extract(headers)).get_span_context() if headers else None
+        parent = remote if remote is not None and remote.is_valid and remote.trace_id == ours.trace_id else None
         t0 = time.time_ns() - int((time.perf_counter() - record.started) * 1e9)
 
         def at(ms: float) -> int:
@@ -296,40 +292,30 @@ class Tracing:
 
         timings = record.timings
         finished = timings.get("finished") or record.elapsed_ms()
-        with self._ids.chosen(ours.trace_id, ours.span_id):
-            server = tracer.start_span(_server_name(record), context=self._propagator.extract(headers),
-                                       kind=trace.SpanKind.SERVER, start_time=t0,
-                                       attributes=self._server_attributes(record))
-        if record.status >= 500 or (record.status == 200 and record.error_type):
-            server.set_status(trace.StatusCode.ERROR, record.error_message[:500] or None)
-        for name in ("first_event", "first_token"):
-            if name in timings:
-                server.add_event(name.replace("_", " "), timestamp=at(timings[name]))
-        inside = trace.set_span_in_context(server)
         attempts = record.attempts
         admitted = attempts[0]["started_ms"] if attempts else finished
-        tracer.start_span("admission", context=inside, start_time=t0).end(at(admitted))
+        self._emit("admission", context=self._child(ours), parent=ours, start=t0, end=at(admitted))
         for number, attempt in enumerate(attempts, 1):
-            self._attempt_span(record, attempt, last=number == len(attempts), context=inside, at=at,
-                               finished=finished)
-        server.end(at(finished))
+            self._attempt_span(record, attempt, last=number == len(attempts), parent=ours, at=at, finished=finished)
+        failed = record.status >= 500 or (record.status == 200 and bool(record.error_type))
+        self._emit(_server_name(record), context=ours, parent=parent, start=t0, end=at(finished),
+                   kind=trace.SpanKind.SERVER, attributes=self._server_attributes(record),
+                   events=tuple(Event(name.replace("_", " "), timestamp=at(timings[name]))
+                                for name in ("first_event", "first_token") if name in timings),
+                   error=record.error_message[:500] if failed else None)
 
-    def _attempt_span(self, record: ExchangeRecord, attempt: dict[str, Any], *, last: bool, context: Context,
+    def _attempt_span(self, record: ExchangeRecord, attempt: dict[str, Any], *, last: bool, parent: SpanContext,
                       at: Any, finished: float) -> None:
-        tracer = self._tracer
-        assert tracer is not None
         from opentelemetry import trace
 
         model = str(attempt.get("upstream_model") or record.upstream_model)
         start = float(attempt.get("started_ms") or 0.0)
         end = attempt.get("ended_ms") or finished
         outcome = str(attempt.get("outcome") or "")
-        timings = record.timings
         if last and outcome == "ok":  # the answer streams on after the attempt succeeded (its head)
-            end = max(end, timings.get("upstream_done") or finished)
+            end = max(end, record.timings.get("upstream_done") or finished)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-            "gen_ai.provider.name": _provider(record.preset) if last else "_OTHER",
             "dragoman.backend": str(attempt.get("backend") or ""), "dragoman.attempt.outcome": outcome,
             "dragoman.attempt.reason": str(attempt.get("reason") or ""),
         }
@@ -337,35 +323,30 @@ class Tracing:
             attributes["http.response.status_code"] = int(attempt["status"])
         if attempt.get("error_type"):
             attributes["error.type"] = str(attempt["error_type"])
-        if last:
+        if last:  # only the last attempt's preset and URL are on the record
+            attributes["gen_ai.provider.name"] = _provider(record.preset)
             attributes.update(_server_address(record.upstream_request.get("url")))
-            if not attributes["gen_ai.provider.name"]:
-                attributes["gen_ai.provider.name"] = "_OTHER"
-        span = tracer.start_span(f"chat {model}", context=context, kind=trace.SpanKind.CLIENT, start_time=at(start),
-                                 attributes=attributes)
-        if outcome not in ("ok", ""):
-            span.set_status(trace.StatusCode.ERROR, str(attempt.get("error") or "")[:500] or None)
+        context = self._child(parent)
         if last:
-            self._upstream_spans(record, span, start=start, end=end, at=at)
-        span.end(at(end))
+            self._upstream_spans(record, context, start=start, end=end, at=at)
+        self._emit(f"chat {model}", context=context, parent=parent, start=at(start), end=at(end),
+                   kind=trace.SpanKind.CLIENT, attributes=attributes,
+                   error=str(attempt.get("error") or "")[:500] if outcome not in ("ok", "") else None)
 
-    def _upstream_spans(self, record: ExchangeRecord, attempt: Span, *, start: float, end: float, at: Any) -> None:
+    def _upstream_spans(self, record: ExchangeRecord, attempt: SpanContext, *, start: float, end: float,
+                        at: Any) -> None:
         """The answering attempt's phases, from the marks only it left on the record."""
-        tracer = self._tracer
-        assert tracer is not None
-        from opentelemetry import trace
-
         timings = record.timings
-        inside = trace.set_span_in_context(attempt)
         connected, first_byte = timings.get("upstream_connected"), timings.get("upstream_first_byte")
         if connected is not None:
-            tracer.start_span("upstream connect", context=inside, start_time=at(start)).end(at(connected))
+            self._emit("upstream connect", context=self._child(attempt), parent=attempt, start=at(start),
+                       end=at(connected))
         if first_byte is not None:
-            tracer.start_span("upstream first byte", context=inside,
-                              start_time=at(connected if connected is not None else start)).end(at(first_byte))
+            self._emit("upstream first byte", context=self._child(attempt), parent=attempt,
+                       start=at(connected if connected is not None else start), end=at(first_byte))
             done = timings.get("upstream_done") or end
-            tracer.start_span("upstream stream" if record.stream else "upstream body", context=inside,
-                              start_time=at(first_byte)).end(at(max(done, first_byte)))
+            self._emit("upstream stream" if record.stream else "upstream body", context=self._child(attempt),
+                       parent=attempt, start=at(first_byte), end=at(max(done, first_byte)))
 
     def _server_attributes(self, record: ExchangeRecord) -> dict[str, Any]:
         route = _route(record)
@@ -414,10 +395,9 @@ class Tracing:
     def records_stored(self, records: list[ExchangeRecord], began: int, ended: int) -> None:
         """The inspector's writer stored ``records`` (one batch, ``began`` to ``ended``, ns since the
         epoch): each sampled exchange's ``inspector write`` span, from its hand-over to the store."""
-        tracer = self._tracer
-        if tracer is None:
+        if self._processor is None:
             return
-        from opentelemetry import trace
+        from opentelemetry.sdk.trace import Event
 
         now_wall, now_perf = time.time_ns(), time.perf_counter()
         for record in records:
@@ -425,12 +405,9 @@ class Tracing:
             if ours is None or not ours.trace_flags.sampled:
                 continue
             handed = now_wall - int((now_perf - record.started - record.timings.get("finished", 0.0) / 1000) * 1e9)
-            span = tracer.start_span("inspector write", start_time=min(handed, began),
-                                     context=trace.set_span_in_context(trace.NonRecordingSpan(ours)),
-                                     attributes={"dragoman.request_id": record.id,
-                                                 "dragoman.inspector.batch_size": len(records)})
-            span.add_event("batch write", timestamp=began)
-            span.end(ended)
+            self._emit("inspector write", context=self._child(ours), parent=ours, start=min(handed, began), end=ended,
+                       attributes={"dragoman.request_id": record.id, "dragoman.inspector.batch_size": len(records)},
+                       events=(Event("batch write", timestamp=began),))
 
     def _measure(self, record: ExchangeRecord) -> None:
         """The GenAI metrics. No model attribute: the client names the model (it could mint any

@@ -193,6 +193,49 @@ async def test_a_new_trace_is_started_and_named_in_the_backends_traceparent(
     assert upstream.requests[0].headers["traceparent"] == f"00-{row.trace_id}-{server['span_id']}-01"
 
 
+async def test_each_upstream_attempt_is_a_client_span_and_carries_the_traceparent(
+        traced: OTLPReceiver, gateway_setup: str, upstream: Upstream) -> None:
+    from gateway import snapshot
+    from gateway.models import Backend, Route, RouteTarget
+
+    first = await Backend.objects.acreate(name="replica-a", base_url="http://a.test/v1", preset="vllm")
+    second = await Backend.objects.acreate(name="replica-b", base_url="http://b.test/v1", preset="vllm")
+    route = await Route.objects.acreate(model="team", backend=first, upstream_model="qwen", max_attempts=2, order=1)
+    await RouteTarget.objects.acreate(route=route, backend=second, upstream_model="qwen")
+    snapshot.snapshot_invalidate()
+    answers = iter([httpx.Response(503, json={"error": {"message": "busy"}}),
+                    httpx.Response(200, json=chat_completion("ok"))])
+    upstream.handler = lambda request: next(answers)
+    response = await post(user_request(model="team"))
+    assert response.status_code == 200, response.content
+    row, spans = await exchange_traced(traced, response, count=7)
+    server = by_name([s for s in spans if s["kind"] == SERVER])["POST /v1/messages"]
+    failed, answered = sorted((s for s in spans if s["name"] == "chat qwen"), key=lambda s: s["start"])
+    assert failed["parent_span_id"] == answered["parent_span_id"] == server["span_id"]
+    assert failed["end"] <= answered["start"]
+    assert failed["status"] == 2 and failed["attributes"]["dragoman.attempt.outcome"] == "failed"  # STATUS_CODE_ERROR
+    assert failed["attributes"]["http.response.status_code"] == 503
+    assert answered["status"] == 0 and answered["attributes"]["dragoman.attempt.outcome"] == "ok"
+    assert {failed["attributes"]["dragoman.backend"], answered["attributes"]["dragoman.backend"]} == {
+        "replica-a", "replica-b"}
+    assert server["attributes"]["dragoman.attempts"] == 2
+    assert [r.headers["traceparent"] for r in upstream.requests] == [f"00-{row.trace_id}-{server['span_id']}-01"] * 2
+
+
+async def test_an_unsampled_exchange_says_so_upstream_and_exports_no_span(
+        traced: OTLPReceiver, gateway_setup: str, upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracing.stop()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    assert tracing.start()
+    upstream.handler = lambda request: httpx.Response(200, json=chat_completion("ok"))
+    response = await post(user_request())
+    assert response.status_code == 200
+    row, spans = await exchange_traced(traced, response, count=0)
+    assert spans == [] and traced.spans == []
+    assert upstream.requests[0].headers["traceparent"].endswith("-00")
+    assert upstream.requests[0].headers["traceparent"].split("-")[1] == row.trace_id
+
+
 async def test_refused_requests_are_traced_too(traced: OTLPReceiver, gateway_setup: str, upstream: Upstream) -> None:
     wrong = "dgm_wrong_key_0000000000000000"
     response = await post(user_request(), **{"x-api-key": wrong})  # refused at admission
