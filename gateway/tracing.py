@@ -226,9 +226,16 @@ class Tracing:
     def exchange_begin(self, record: ExchangeRecord, headers: Mapping[str, str]) -> None:
         """Choose the exchange's trace (the client's ``traceparent`` continued, else a new one)
         and its span's id, ask the sampler, and set what upstream requests will carry."""
-        sampler = self._sampler
-        if sampler is None:
+        if self._sampler is None:
             return
+        try:
+            self._begin(record, headers)
+        except Exception:  # a request never fails for its trace (a custom sampler that raises)
+            log.exception("OpenTelemetry: no trace for exchange %s", record.id)
+
+    def _begin(self, record: ExchangeRecord, headers: Mapping[str, str]) -> None:
+        sampler = self._sampler
+        assert sampler is not None
         from opentelemetry import trace
 
         parent = self._propagator.extract(headers)
@@ -298,11 +305,15 @@ class Tracing:
         for number, attempt in enumerate(attempts, 1):
             self._attempt_span(record, attempt, last=number == len(attempts), parent=ours, at=at, finished=finished)
         failed = record.status >= 500 or (record.status == 200 and bool(record.error_type))
+        attributes = self._server_attributes(record)
+        error = record.error_message[:500] if failed else None
+        if record.secrets:  # what the client named (its path, its model) could hold a key
+            attributes, error = secrets_redact([attributes, error], record.secrets)
         self._emit(_server_name(record), context=ours, parent=parent, start=t0, end=at(finished),
-                   kind=trace.SpanKind.SERVER, attributes=self._server_attributes(record),
+                   kind=trace.SpanKind.SERVER, attributes=attributes,
                    events=tuple(Event(name.replace("_", " "), timestamp=at(timings[name]))
                                 for name in ("first_event", "first_token") if name in timings),
-                   error=record.error_message[:500] if failed else None)
+                   error=error)
 
     def _attempt_span(self, record: ExchangeRecord, attempt: dict[str, Any], *, last: bool, parent: SpanContext,
                       at: Any, finished: float) -> None:

@@ -150,6 +150,17 @@ async def test_no_key_and_no_content_reach_the_collector(traced: OTLPReceiver, b
     assert not [name for name in server if name.startswith(("gen_ai.input", "gen_ai.output", "gen_ai.system_"))]
 
 
+async def test_a_key_the_client_puts_in_what_it_names_is_masked(traced: OTLPReceiver, gateway_setup: str,
+                                                                  upstream: Upstream) -> None:
+    upstream.handler = lambda request: httpx.Response(200, json=chat_completion("ok"))
+    response = await post(user_request(model=f"claude-{KEY}"))  # the route claude-* takes it
+    assert response.status_code == 200
+    _, spans = await exchange_traced(traced, response, count=6)
+    model = by_name(spans)["POST /v1/messages"]["attributes"]["gen_ai.request.model"]
+    assert model.startswith("claude-") and KEY not in model
+    assert KEY.encode() not in b"".join(traced.raw)
+
+
 async def test_content_is_recorded_only_when_allowed_and_without_keys(
         traced: OTLPReceiver, backend_key: str, upstream: Upstream, settings: Any) -> None:
     settings.TRACE_CAPTURE_CONTENT = True
