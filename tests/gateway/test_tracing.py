@@ -39,6 +39,7 @@ def traced(monkeypatch: pytest.MonkeyPatch) -> Iterator[OTLPReceiver]:
         monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "600000")
         for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_SDK_DISABLED"):
             monkeypatch.delenv(name, raising=False)
+        tracing.stop()  # as the session's runtime started it (off, unless this shell exports OTEL_*)
         assert tracing.start()
         try:
             yield receiver
@@ -295,6 +296,7 @@ async def test_without_an_endpoint_nothing_is_started_and_no_traceparent_is_sent
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                  "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
+    tracing.stop()
     assert not tracing.start()
     assert not (tracing.traces or tracing.metrics)
     assert not [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]
