@@ -17,12 +17,14 @@ import argparse
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from tests.bench.harness import (
     QUICK_SCENARIOS,
@@ -114,10 +116,38 @@ def summary_markdown(stacks: list[tuple[list[str], int]], *, title: str, top: in
     return "\n".join(lines) + "\n"
 
 
+TIMINGS = ("upstream_connected", "upstream_headers", "upstream_first_byte", "first_token")
+
+
+def tail_markdown(result: dict[str, Any], timings: list[dict[str, float]]) -> str:
+    """Where the time to first token goes, p50 and p99: the gateway's own marks (ms since its
+    pipeline took the request: ``ExchangeRecord.timings``) beside what the client saw; and the
+    client's TTFT per second of the run (a tail at the start is a burst, one spread out is not)."""
+    lines = ["| time to first token, ms | p50 | p99 |", "|---|---|---|"]
+    for name in TIMINGS:
+        values = [int(t[name] * 1000) for t in timings if isinstance(t.get(name), int | float)]
+        lines.append(f"| gateway: {name} | {percentile(values, 50)} | {percentile(values, 99)} |")
+    ttft = result["ttft_us"]
+    lines.append(f"| client: first token | {percentile(ttft, 50)} | {percentile(ttft, 99)} |")
+    by_second: dict[int, list[int]] = {}
+    for start, value in zip(result.get("start_ms", []), ttft, strict=False):
+        by_second.setdefault(start // 1000, []).append(value)
+    lines += ["", "| second of the run | requests | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|"]
+    lines += [f"| {sec} | {len(v)} | {percentile(v, 50)} | {percentile(v, 99)} |" for sec, v in sorted(by_second.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _timings(db: Path, limit: int) -> list[dict[str, float]]:
+    with sqlite3.connect(db, timeout=30) as conn:
+        rows = conn.execute("SELECT timings FROM inspector_exchange ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [json.loads(r[0]) for r in rows if r[0]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.profile", description=__doc__)
     parser.add_argument("--scenario", default="vllm-shape-c100", help="a scenario's exact name")
     parser.add_argument("--gil", action="store_true", help="only samples of the thread holding the GIL")
+    parser.add_argument("--native", action="store_true", help="C frames too (the garbage collector, orjson, zlib)")
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--py-spy", default=str(Path(sys.executable).with_name("py-spy")))
     parser.add_argument("--out", type=Path, default=REPO / "bench-results")
@@ -128,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which(args.py_spy):
         parser.error(f"{args.py_spy} is missing: .venv/bin/pip install py-spy")
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "-gil" if args.gil else ""
+    suffix = ("-gil" if args.gil else "") + ("-native" if args.native else "")
     raw = args.out / f"profile-{scenario.name}{suffix}.txt"
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dragoman-profile-")))
@@ -138,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         target_check(gateway)
         warm_up(gateway, mock_pid, requests=200)
         cmd = [args.py_spy, "record", "--pid", str(gateway.pid), "--format", "raw", "--output", str(raw),
-               "--rate", str(args.rate), "--threads", "--nonblocking", *(["--gil"] if args.gil else [])]
+               "--rate", str(args.rate), "--threads", *(["--gil"] if args.gil else []),
+               # C frames are read from a stopped process: --native cannot be --nonblocking.
+               *(["--native"] if args.native else ["--nonblocking"])]
         spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             result = run_one(gateway, scenario, requests=scenario.requests // 2,
@@ -146,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             spy.send_signal(signal.SIGINT)
             _, err = spy.communicate(timeout=60)
+        timings = _timings(tmp / "dragoman.sqlite3", result["ok"])
     if not raw.exists():
         raise SystemExit(f"py-spy wrote nothing: {err.decode()[-2000:]}")
     sent = max(1, result["sent"])
     title = (f"{scenario.name}{' (GIL holder only)' if args.gil else ''}: {result['ok']}/{result['sent']} ok, "
              f"{result['ok'] / result['wall_s']:.0f} req/s, CPU {result['cpu_s'] * 1000 / sent:.2f} ms/req, "
              f"TTFT p50 {percentile(result['ttft_us'], 50)} ms / p99 {percentile(result['ttft_us'], 99)} ms")
-    md = summary_markdown(stacks_read(raw), title=title)
+    md = summary_markdown(stacks_read(raw), title=title) + "\n" + tail_markdown(result, timings)
     md_path = raw.with_suffix(".md")
     md_path.write_text(md)
     (raw.with_suffix(".json")).write_text(json.dumps({k: v for k, v in result.items()
