@@ -154,7 +154,7 @@ class StreamRelay:
 
     def _translate(self, events: list[ServerSentEvent], *, tail: bool = False) -> bytes:
         """The client's bytes for decoded upstream events; ``tail``: the event the stream ended
-        inside (``SSEDecoder.flush``), which is a chunk only if its data is whole JSON."""
+        inside (``SSEDecoder.flush``), which is a chunk only if its data is a whole JSON object."""
         translator = self._translator
         out = []
         for sse in events:
@@ -164,13 +164,16 @@ class StreamRelay:
                 continue
             try:
                 chunk = orjson.loads(sse.data)
+                problem = "" if isinstance(chunk, dict) else "a JSON object"  # every kind's chunks are objects
             except orjson.JSONDecodeError:
+                problem = "JSON"
+            if problem:
                 if tail:  # cut off mid-line: the message ends as any stream cut short does
                     self._exchange.note("stream.cut_event", "upstream", "The backend's stream ended inside an "
-                                        "event whose data is not whole JSON; that event was dropped.")
+                                        "event whose data is not a whole JSON object; that event was dropped.")
                     break
                 out.append(self._emit(translator.fail(ApiError(
-                    500, f"backend {self._backend} sent a stream chunk that is not JSON", source="backend"))))
+                    500, f"backend {self._backend} sent a stream chunk that is not {problem}", source="backend"))))
                 break
             usage_merge(self._usage, chunk)
             out.append(self._emit(translator.feed(chunk)))
