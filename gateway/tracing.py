@@ -3,7 +3,7 @@
 ``tracing.start`` (from ``gateway.runtime``) does nothing unless ``OTEL_EXPORTER_OTLP_ENDPOINT``
 is set (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` for traces alone,
 ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` for metrics alone); ``OTEL_SDK_DISABLED=true`` turns it
-off again. The SDK reads every other standard variable itself: ``OTEL_SERVICE_NAME`` (here
+off again, ``OTEL_TRACES_EXPORTER=none`` or ``OTEL_METRICS_EXPORTER=none`` one signal. The SDK reads every other standard variable itself: ``OTEL_SERVICE_NAME`` (here
 "dragoman" unless it or ``OTEL_RESOURCE_ATTRIBUTES`` names the service), ``OTEL_EXPORTER_OTLP_HEADERS``,
 ``OTEL_TRACES_SAMPLER``, ``OTEL_BSP_*``, ``OTEL_METRIC_EXPORT_INTERVAL``, … Export runs in the SDK's
 own threads (``BatchSpanProcessor``, ``PeriodicExportingMetricReader``), never on the event loop.
@@ -81,10 +81,14 @@ _DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
 _TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 
-def _enabled(environ: Mapping[str, str], *signals: str) -> bool:
+def _enabled(environ: Mapping[str, str], signal: str) -> bool:
+    """Whether ``signal`` (TRACES, METRICS) is exported: an OTLP endpoint for it, and neither the
+    SDK disabled nor its exporter set to none (``OTEL_METRICS_EXPORTER=none``: traces only)."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    return any(environ.get(f"OTEL_EXPORTER_OTLP{signal}_ENDPOINT") for signal in ("", *signals))
+    if "none" in environ.get(f"OTEL_{signal}_EXPORTER", "").lower().split(","):
+        return False
+    return bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
 
 
 def _provider(preset: str) -> str:
@@ -142,7 +146,7 @@ class Tracing:
         with self._lock:
             if self.traces or self.metrics:
                 return True
-            traces, metrics = _enabled(environ, "_TRACES"), _enabled(environ, "_METRICS")
+            traces, metrics = _enabled(environ, "TRACES"), _enabled(environ, "METRICS")
             if not (traces or metrics):
                 return False
             from opentelemetry.sdk.resources import SERVICE_NAME, Resource

@@ -311,6 +311,19 @@ async def test_without_an_endpoint_nothing_is_started_and_no_traceparent_is_sent
     assert (await Exchange.objects.aget(pk=response["request-id"])).trace_id == ""
 
 
+def test_an_exporter_set_to_none_leaves_its_signal_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # nothing is sent in this test
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    tracing.stop()
+    try:
+        assert tracing.start()
+        assert tracing.traces and not tracing.metrics
+    finally:
+        tracing.stop()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert not tracing.start()
+
+
 def test_the_exchange_page_links_its_trace_when_a_trace_url_is_set(staff: Any, settings: Any) -> None:
     from django.utils import timezone
 
