@@ -270,6 +270,22 @@ async def test_refused_requests_are_traced_too(traced: OTLPReceiver, gateway_set
     assert not upstream.requests
 
 
+async def test_count_tokens_is_a_server_span_of_its_own_route(traced: OTLPReceiver, gateway_setup: str,
+                                                                upstream: Upstream) -> None:
+    upstream.handler = lambda request: httpx.Response(404)  # vllm-test has no tokenizer: the estimate answers
+    response = await AsyncClient().post("/v1/messages/count_tokens", content_type="application/json",
+                                        data=json.dumps({"model": "test-model", "messages": [
+                                            {"role": "user", "content": "Hi"}]}), headers={"x-api-key": KEY})
+    assert response.status_code == 200, response.content
+    row, spans = await exchange_traced(traced, response, count=3)
+    server = by_name([s for s in spans if s["kind"] == SERVER])["POST /v1/messages/count_tokens"]
+    assert server["attributes"]["http.route"] == "/v1/messages/count_tokens"
+    assert server["attributes"]["dragoman.request_id"] == row.id
+    assert "gen_ai.operation.name" not in server["attributes"]  # not an inference
+    for request in upstream.requests:
+        assert request.headers["traceparent"].split("-")[1] == row.trace_id
+
+
 async def test_genai_metrics_count_tokens_duration_and_first_token(traced: OTLPReceiver, gateway_setup: str,
                                                                    upstream: Upstream) -> None:
     upstream.handler = lambda request: httpx.Response(200, json=chat_completion("ok"))
