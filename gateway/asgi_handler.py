@@ -57,7 +57,8 @@ class BoundedWebRequest(http_protocol.WebRequest):
     (chunked) when it is one byte past the limit. The application then answers 413 and records the
     head, as for any body over the limit. The rest of the upload is not read (while it handles a
     request, Twisted buffers at most 16 KiB more, then stops reading the socket) and the connection
-    closes after the answer. The channel's attributes used are those of Twisted 24-26.
+    closes after the answer. The channel internals used (``_path``, ``_transferDecoder``,
+    ``allContentReceived``) were read in Twisted 26.10 (twisted/web/http.py) under daphne 4.2.
     """
 
     _wanted: int | None = None  # the bytes still taken; None: the whole body (daphne's way)

@@ -109,10 +109,18 @@ def upload(served: Served, *, headers: list[tuple[str, str]], parts: list[bytes]
             elif isinstance(event, h11.EndOfMessage):
                 break
         assert response is not None
-        # Said to close: within the timeout nothing more is read and the connection is closed.
-        closed = (b"connection", b"close") in response.headers and sock.recv(1) == b""
+        # Said to close: within the timeout nothing more comes and the connection is closed (reset,
+        # where the server closed it with the rest of the upload unread).
+        closed = (b"connection", b"close") in response.headers and _closed(sock)
     return Answer(status=response.status_code, body=json.loads(body), closed=closed,
                   headers={name.decode(): value.decode() for name, value in response.headers})
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
 
 
 def json_head(size: int) -> bytes:
