@@ -315,7 +315,7 @@ async def test_without_an_endpoint_nothing_is_started_and_no_traceparent_is_sent
     tracing.stop()
     assert not tracing.start()
     assert not (tracing.traces or tracing.metrics)
-    assert not [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("Otel")]  # no exporter thread
     upstream.handler = lambda request: httpx.Response(200, json=chat_completion("ok"))
     response = await post(user_request(), traceparent=f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")
     assert response.status_code == 200
