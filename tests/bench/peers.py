@@ -38,6 +38,9 @@ general_settings:
     port = free_port()
     # LiteLLM 1.109 sends an ``openai/`` model's /v1/messages to the Responses API unless told
     # to use Chat Completions, the API Dragoman speaks to this backend (and the issue measured).
+    # Even so, a request with ``thinking`` (every Claude Code turn: the cc-session scenarios) goes
+    # to the Responses API; the mock answers it with the same " tok" reply (its responses
+    # scenario ``bench``), so each gateway takes its own way to the same backend.
     # Its loop guard ends a stream with an error after 100 identical chunks; the mock's bench
     # scenario sends nothing but " tok", so the guard is set out of reach.
     env = _clean_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR",

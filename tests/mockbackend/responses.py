@@ -206,6 +206,16 @@ def text(body: dict[str, Any]) -> Reply:
     return Reply((Item("message", text=f'{REPLY} You said: "{said}".'),))
 
 
+@responses_scenario("bench")
+def bench(body: dict[str, Any]) -> Reply:
+    """The chat scenario ``bench`` for a client that asks for the Responses API (LiteLLM does
+    when a Claude Code request has ``thinking``): ``events`` x " tok" (the directive's), one message."""
+    found = DIRECTIVE.search(_last_user_text(body))
+    args = dict(pair.split("=", 1) for pair in found.group(2).split()) if found else {}
+    events = int(float(args.get("events", 20)))
+    return Reply((Item("message", text=" tok" * events),))
+
+
 @responses_scenario("tool_call")
 def tool_call(body: dict[str, Any]) -> Reply:
     """Text and a function call whose arguments stream in deltas; after the output, text quoting it."""
