@@ -171,20 +171,27 @@ class _Connection(asyncio.Protocol):
             total_us=int((end - t0) * 1e6)))
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time of every thread of ``pid`` so far, in ns (schedstat's first field: time on CPU)."""
-    total = 0
+def cpu_ns(pid: int) -> dict[str, int]:
+    """CPU time of each thread of ``pid`` so far, in ns (schedstat's first field: time on CPU)."""
+    out: dict[str, int] = {}
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0
+        return out
     for task in tasks:
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as f:
-                total += int(f.read().split(None, 1)[0])
+                out[task] = int(f.read().split(None, 1)[0])
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    return out
+
+
+def cpu_ns_since(pid: int, before: dict[str, int]) -> int:
+    """CPU of ``pid``'s threads since ``before``: a thread started since counts whole, one that
+    ended since is left out (its last moments are lost: a server that starts a thread per request
+    reads a little low, never negative)."""
+    return sum(ns - before.get(task, 0) for task, ns in cpu_ns(pid).items())
 
 
 @dataclass
@@ -228,7 +235,7 @@ async def _worker(run: _Run) -> None:
                 if run.started >= spec["requests"] or not (pending := run.next_requests()):
                     break
             raw = pending.pop(0)
-            cpu0 = cpu_ns(pid) if pid else 0
+            cpu0 = cpu_ns(pid) if pid else {}
             sent_at = time.perf_counter()
             try:
                 if conn is None or conn.transport is None or conn.transport.is_closing():
@@ -238,7 +245,7 @@ async def _worker(run: _Run) -> None:
                 outcome.req_bytes = len(raw) - raw.index(b"\r\n\r\n") - 4
                 outcome.start_ms = int((sent_at - run.t0) * 1000)
                 if pid:
-                    outcome.cpu_ns = cpu_ns(pid) - cpu0
+                    outcome.cpu_ns = cpu_ns_since(pid, cpu0)
             except (OSError, TimeoutError) as exc:
                 outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:120])
                 if conn is not None and conn.transport is not None:
