@@ -33,7 +33,7 @@ from inspector.sessions import session_list_url, session_url
 from inspector.storage import INTERNAL_COLUMNS
 from translation.errors import ApiError
 from translation.fold import message_fold
-from translation.sse import SSEDecoder
+from translation.sse import SSEDecoder, SSELineTooLong
 from translation.usage import usage_merge
 from translation.validate import stream_validate
 
@@ -82,14 +82,20 @@ def upstream_usage(exchange: Exchange) -> dict[str, Any] | None:
         return usage if isinstance(usage, dict) else None
     found: dict[str, Any] = {}
     decoder = SSEDecoder()
-    for chunk in upstream_chunks(exchange):
-        for sse in decoder.feed(str(chunk[1]).encode()):
-            if not sse.data or sse.data == "[DONE]":
-                continue
-            try:
-                usage_merge(found, orjson.loads(sse.data))
-            except orjson.JSONDecodeError:
-                continue
+    events: list[Any] = []
+    try:
+        for chunk in upstream_chunks(exchange):
+            events.extend(decoder.feed(str(chunk[1]).encode()))
+        events.extend(decoder.flush())  # a last event without its blank line counts too, as the relay's does
+    except SSELineTooLong:
+        pass  # the stream failed there: the usage folded so far is what it reported
+    for sse in events:
+        if not sse.data or sse.data == "[DONE]":
+            continue
+        try:
+            usage_merge(found, orjson.loads(sse.data))
+        except orjson.JSONDecodeError:
+            continue
     return found or None
 
 
