@@ -212,7 +212,9 @@ def skeleton_rebuild(skeleton: dict[str, Any], pieces: dict[str, bytes | memoryv
 # keeps (and before now): room for a writer that skipped bumping a piece it bumped recently
 # (``PieceCache``), and for a stream that started long before its exchange is written.
 PIECE_SLACK = timedelta(hours=1)
-_CACHE_MAX = 200_000
+# The writer's memory of pieces (``PieceCache``): at most this many, about 150 bytes each. It only
+# saves bumps, so forgetting the oldest costs at most one UPDATE of a piece used again.
+_CACHE_MAX = 100_000
 
 
 @dataclass
@@ -238,14 +240,27 @@ class PieceCache:
     def remember(self, stored: Stored, used_at: datetime) -> None:
         """After the transaction that bumped or inserted the pieces committed."""
         if len(self._used) > _CACHE_MAX:
-            cutoff = used_at - PIECE_SLACK / 2
-            self._used = {h: t for h, t in self._used.items() if t >= cutoff}
+            self._trim(used_at)
         for h in stored.bumped:
             seen = self._used.get(h)
             if seen is None or seen < used_at:
                 self._used[h] = used_at
         for h in stored.inserted:  # inserted again after a purge: as old as this batch, whatever came before
             self._used[h] = used_at
+
+    def _trim(self, used_at: datetime) -> None:
+        """Forget what no bump would be skipped for any more, then, if that is not enough (more
+        than ``_CACHE_MAX`` pieces within the slack: a busy writer), the least recently used
+        down to half the bound, so the cache stays bounded and is rebuilt seldom."""
+        cutoff = used_at - PIECE_SLACK / 2
+        used = {h: t for h, t in self._used.items() if t >= cutoff}
+        if len(used) > _CACHE_MAX // 2:
+            newest = sorted(used.items(), key=lambda item: item[1])[-(_CACHE_MAX // 2):]
+            used = dict(newest)
+        self._used = used
+
+    def __len__(self) -> int:
+        return len(self._used)
 
     def forget(self) -> None:
         self._used.clear()

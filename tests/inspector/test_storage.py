@@ -291,3 +291,22 @@ def test_rows_written_whole_are_compacted_into_pieces_and_read_back_as_before(
     assert referenced(after) == set(Piece.objects.values_list("hash", flat=True))
     call_command("compactexchanges", stdout=out)  # nothing left to do
     assert out.getvalue().strip().endswith("Compacted 0 exchanges.")
+
+
+def test_the_writers_piece_memory_stays_bounded_under_a_busy_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More new pieces within the slack than the bound (a writer above ~100 pieces a second):
+    the least recently used are forgotten, the newest kept (it grew ~0.4 KB per exchange)."""
+    from datetime import UTC, datetime, timedelta
+
+    from inspector import storage
+
+    monkeypatch.setattr(storage, "_CACHE_MAX", 1000)
+    cache = storage.PieceCache()
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    for batch in range(100):  # 100 batches of 30 pieces within one second: all within the slack
+        at = start + timedelta(milliseconds=10 * batch)
+        cache.remember(storage.Stored(inserted=[f"{batch}-{n}" for n in range(30)]), at)
+        assert len(cache) <= 1000 + 30
+    newest = start + timedelta(milliseconds=990)
+    assert cache.stale(["99-0", "99-29"], newest) == []  # the newest are remembered
+    assert cache.stale(["0-0"], newest) == ["0-0"]  # the oldest were forgotten: bumped again if used
