@@ -9,10 +9,18 @@ half of the gateway's CPU (docs/performance.md). The same fix is upstream in pyd
 (PRs 974 and 1075) and proposed for httpcore (encode/httpcore#1035).
 
 This pass is O(N + M): one walk over the connections, one over the queued requests; an idle
-connection is handed to one request only; and idle sockets are probed on a sweep at most
-every ``SWEEP_SECONDS``, and always just before one is reused. Behaviour is otherwise
-httpcore's: keep-alive expiry, the keep-alive limit (oldest idle connections close first),
-``max_connections`` (an idle connection closes to make room).
+connection is handed to one request only, in this pass and the next ones until that request has
+started on it; and idle sockets are probed on a sweep at most every ``SWEEP_SECONDS``, and
+always just before one is reused. Behaviour is otherwise httpcore's: keep-alive expiry, the
+keep-alive limit (oldest idle connections close first), ``max_connections`` (an idle connection
+closes to make room).
+
+A connection handed to a request stays idle until the request's task runs and takes it; httpcore's
+pass (and this one, before) gave it again to every request that arrived meanwhile, all but one of
+which then failed on it (``ConnectionNotAvailable``) and went round again, and again, all picking
+the same first idle connection. At 100 streams a request went round 7 times at the median, 49 at
+the 99th percentile: most of the time to first token and of its tail (docs/performance.md,
+"Profile").
 """
 
 from __future__ import annotations
@@ -36,10 +44,13 @@ class LinearPool(httpcore.AsyncConnectionPool):
             self._next_sweep = now + SWEEP_SECONDS
         live: list[httpcore.AsyncConnectionInterface] = []
         idle: list[httpcore.AsyncConnectionInterface] = []
+        # Handed out and not yet taken (HTTP/1.1: one request per connection); a request leaves
+        # ``_requests`` when its response closes.
+        handed = {id(r.connection) for r in self._requests if r.connection is not None}
         for connection in self._connections:
             if connection.is_closed():
                 continue
-            if connection.is_idle():
+            if id(connection) not in handed and connection.is_idle():
                 if sweep and connection.has_expired():
                     closing.append(connection)
                     continue
@@ -56,7 +67,7 @@ class LinearPool(httpcore.AsyncConnectionPool):
         queued = [request for request in self._requests if request.is_queued()]
         if not queued:
             return closing
-        available = [c for c in live if c.is_available()]
+        available = [c for c in idle if c.is_available()]
         for pool_request in queued:
             origin = pool_request.request.url.origin
             chosen = next((c for c in available if c.can_handle_request(origin)), None)
