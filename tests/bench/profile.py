@@ -116,19 +116,24 @@ def summary_markdown(stacks: list[tuple[list[str], int]], *, title: str, top: in
     return "\n".join(lines) + "\n"
 
 
-TIMINGS = ("upstream_connected", "upstream_headers", "upstream_first_byte", "first_token")
-
-
 def tail_markdown(result: dict[str, Any], timings: list[dict[str, float]]) -> str:
     """Where the time to first token goes, p50 and p99: the gateway's own marks (ms since its
     pipeline took the request: ``ExchangeRecord.timings``) beside what the client saw; and the
     client's TTFT per second of the run (a tail at the start is a burst, one spread out is not)."""
-    lines = ["| time to first token, ms | p50 | p99 |", "|---|---|---|"]
-    for name in TIMINGS:
-        values = [int(t[name] * 1000) for t in timings if isinstance(t.get(name), int | float)]
-        lines.append(f"| gateway: {name} | {percentile(values, 50)} | {percentile(values, 99)} |")
+    lines = ["| time to first token, ms | exchanges | p50 | p99 |", "|---|---|---|---|"]
+    marks: dict[str, list[int]] = {}
+    for t in timings:
+        for name, value in t.items():
+            if isinstance(value, int | float):
+                marks.setdefault(name, []).append(int(value * 1000))
+    # The marks, in the order they happen (by their median); first_token last.
+    shown = sorted((n for n in marks if n != "finished"),
+                   key=lambda n: (n == "first_token", percentile(marks[n], 50) or 0))
+    for name in shown:
+        values = marks[name]
+        lines.append(f"| gateway: {name} | {len(values)} | {percentile(values, 50)} | {percentile(values, 99)} |")
     ttft = result["ttft_us"]
-    lines.append(f"| client: first token | {percentile(ttft, 50)} | {percentile(ttft, 99)} |")
+    lines.append(f"| client: first token | {len(ttft)} | {percentile(ttft, 50)} | {percentile(ttft, 99)} |")
     by_second: dict[int, list[int]] = {}
     for start, value in zip(result.get("start_ms", []), ttft, strict=False):
         by_second.setdefault(start // 1000, []).append(value)
