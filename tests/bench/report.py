@@ -148,10 +148,16 @@ def targets_check(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     added = paced["added_ttft_p50"] if paced else None
     check("vllm-shape-paced-c1: added TTFT p50", "≤ 3 ms", added, None if added is None else added <= 3,
           "{:.2f} ms")
+    # A Claude Code turn, two ways: all the gateway's CPU over the turns (writer included; at
+    # 100 sessions, where idle time is nothing), and while the largest turns ran, one at a time.
+    sessions = _row(rows, "cc-session-c100", "dragoman")
+    all_in = sessions["cpu_ms_per_req"] if sessions else None
+    check("cc-session-c100: CPU per 115-161 KB turn, all threads (writer included)", "≤ 8 ms", all_in,
+          None if all_in is None else all_in <= 8, "{:.2f} ms")
     session = _row(rows, "cc-session-c1", "dragoman")
     biggest = session["by_size"][-1] if session and session["by_size"] else None
     turn_cpu = biggest["cpu_ms_mean"] if biggest else None
-    check("cc-session-c1: CPU per turn, largest requests" + (
+    check("cc-session-c1: CPU while the largest turns ran" + (
         f" ({biggest['kb_from']}-{biggest['kb_to']} KB)" if biggest else ""), "≤ 8 ms", turn_cpu,
         None if turn_cpu is None else turn_cpu <= 8, "{:.2f} ms")
     gw_rows = [r for r in rows if r["target"] == "dragoman"]
