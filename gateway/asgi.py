@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
@@ -32,6 +33,12 @@ startup()
 runtime = runtime_get()
 runtime.start()
 atexit.register(runtime.stop)
+
+# What start-up built (Django, the apps, the SDK modules: about 140,000 objects) lives as long as
+# the process: out of the collector's sight, each collection of the oldest generation scans only
+# what requests made since (it paused the loop for 100-170 ms about once a second under load).
+gc.collect()
+gc.freeze()
 
 # The admin's CSS and JS are served by the gateway itself: one process, nothing else to deploy.
 # WebSockets carry the inspector's live tail only: the admin session authenticates them, and the

@@ -162,27 +162,26 @@ class GatewayASGIHandler(ASGIHandler):
         # As Django does: the view is cancelled when the client disconnects first.
         tasks = [asyncio.create_task(self.listen_for_disconnect(receive)), asyncio.create_task(process_request())]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # Outcomes are read, never re-raised here (unless they must propagate): an exception raised
+        # in this frame holds the frame in its traceback, the frame holds ``tasks`` and a task its
+        # exception, a cycle that kept every request's objects until the oldest garbage collection.
+        pending = [task for task in tasks if not task.done()]
         for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                if isinstance(error, AssertionError):
                     body_file.close()
-                    raise
-            else:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-        try:
-            response = tasks[1].result()
-        except asyncio.CancelledError:
+                    raise error
+                if error is not None and not isinstance(error, RequestAborted):
+                    raise error
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        if tasks[1].cancelled():
             signals.request_finished.send(sender=self.__class__)
         else:
-            response.close()
+            tasks[1].result().close()
         body_file.close()
 
     async def body_receive(self, scope: dict[str, Any], receive: Any) -> Any:
