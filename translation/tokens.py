@@ -75,6 +75,7 @@ def _byte_classes() -> bytes:
 
 
 _CLASSES = _byte_classes()
+_ASCII = bytes(range(0x80))
 
 # Chat-template overhead, in tokens, measured on ChatML / Hermes-style templates (Qwen2.5, SmolLM2)
 # and rounded up: Llama 3 and Gemma templates add about as much, Mistral's less.
@@ -94,11 +95,16 @@ def text_tokens(text: str | bytes) -> float:
     """Estimated tokens of ``text`` on a byte-level BPE tokenizer, erring high (module doc)."""
     data = text.encode() if isinstance(text, str) else text
     classes = data.translate(_CLASSES)
-    if not data.isascii():
-        return MARGIN * sum(weight * classes.count(cls) for cls, weight in _WEIGHTS.items())
-    # ASCII (most requests): no multi-byte classes, and letters are what the others leave.
+    # Letters are what the other ASCII classes leave, so they need no pass of their own; the
+    # multi-byte classes are counted on the non-ASCII bytes alone (a few KB of a Claude Code
+    # turn's 160 KB): six passes over the text instead of nine, the same counts.
     counts = {cls: classes.count(cls) for cls in (_PUNCT, _DIGIT, _SPACE, _NEWLINE)}
-    counts[_LETTER] = len(classes) - sum(counts.values())
+    ascii_bytes = len(data)
+    if not data.isascii():
+        wide = data.translate(None, _ASCII).translate(_CLASSES)
+        ascii_bytes -= len(wide)
+        counts.update({cls: wide.count(cls) for cls in (_LEAD2, _LEAD3, _LEAD4)})
+    counts[_LETTER] = ascii_bytes - counts[_PUNCT] - counts[_DIGIT] - counts[_SPACE] - counts[_NEWLINE]
     return MARGIN * sum(_WEIGHTS[cls] * n for cls, n in counts.items())
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.translation.support import caps_make, claude_code_body, request_make
 from translation.anthropic import build_request as anthropic_build
@@ -132,3 +134,15 @@ def test_the_floor_is_one_token_per_message_and_per_ten_bytes_of_text() -> None:
 def test_an_unknown_body_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown body kind"):
         tokens_estimate_body({}, kind="openai_completions")
+
+
+@given(st.text(alphabet=st.sampled_from("abcXYZ 019\n\t,.{}\"é中😀ß\u0301\x00\x7f"), max_size=300))
+def test_text_tokens_is_the_weighted_count_of_every_byte_class(text: str) -> None:
+    """The fast count (letters by difference, multi-byte classes on the non-ASCII bytes alone)
+    equals the definition: each byte's class weight, summed."""
+    from translation.tokens import _CLASSES, _WEIGHTS, MARGIN, text_tokens
+
+    data = text.encode()
+    classes = data.translate(_CLASSES)
+    expected = MARGIN * sum(_WEIGHTS.get(cls, 0.0) for cls in classes)
+    assert text_tokens(data) == pytest.approx(expected, abs=1e-9)
