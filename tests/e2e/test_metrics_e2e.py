@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import E2E_KEY, Gateway, daphne_serving, free_port
+from tests.gateway.test_metrics import Samples, parse, value
 from tests.mockbackend import MockServerThread
 from tests.operator import operator_headers
 
@@ -24,16 +24,10 @@ pytestmark = pytest.mark.e2e
 Processes = tuple[str, str, Path, tuple[ExitStack, int]]
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def scrape(url: str) -> Samples:
     response = httpx.get(f"{url}/metrics", headers=operator_headers(), timeout=5)
     assert response.status_code == 200, response.text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
-
-
-def total(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+    return parse(response.text)
 
 
 @pytest.fixture
@@ -78,14 +72,14 @@ def test_a_scrape_of_either_process_counts_both(two_processes: Processes) -> Non
 
     for url in (a, b):
         samples = scrape(url)
-        assert total(samples, "dragoman_requests_total", status="200", backend="mock-vllm") == 5
-        assert total(samples, "dragoman_requests_total", status="404") == 1
-        assert total(samples, "dragoman_time_to_first_token_seconds_count", stream="true") == 2
-        assert total(samples, "dragoman_time_to_first_token_seconds_count", stream="false") == 3
-        assert total(samples, "dragoman_tokens_total", type="output") > 0
+        assert value(samples, "dragoman_requests_total", status="200", backend="mock-vllm") == 5
+        assert value(samples, "dragoman_requests_total", status="404") == 1
+        assert value(samples, "dragoman_time_to_first_token_seconds_count", stream="true") == 2
+        assert value(samples, "dragoman_time_to_first_token_seconds_count", stream="false") == 3
+        assert value(samples, "dragoman_tokens_total", type="output") > 0
     # Each process writes its own state; the scrape sums the live ones (its own inspector writes too).
     deadline = time.monotonic() + 20
-    while total(scrape(a), "dragoman_inspector_exchanges_total", fate="persisted") < 6:
+    while value(scrape(a), "dragoman_inspector_exchanges_total", fate="persisted") < 6:
         assert time.monotonic() < deadline, scrape(a)
         time.sleep(0.1)
     assert {p.name.split("_")[0] for p in shared.iterdir()} >= {"counter", "histogram", "gauge"}
@@ -100,4 +94,4 @@ def test_a_stopped_process_keeps_its_counts_and_drops_its_live_gauges(
     assert live_b.exists()
     stop_b.close()
     assert not live_b.exists()  # prometheus_client's mark_process_dead, at the process's exit
-    assert total(scrape(a), "dragoman_requests_total", status="200") == 1
+    assert value(scrape(a), "dragoman_requests_total", status="200") == 1
